@@ -1,0 +1,318 @@
+//! Configuration: environment variables (`CONSENTGATE_*`, and `DATABASE_URL`) over an
+//! optional TOML file named by `CONSENTGATE_CONFIG`. One flat set of settings,
+//! validated once into [`Settings`]; a bad value stops start-up with a message that
+//! names the setting (never the secret value). No global statics: the settings are
+//! passed down.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::store::DatabaseUrl;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object a line, for log shippers.
+    Json,
+    /// Human-readable lines, for a terminal.
+    Pretty,
+}
+
+/// Where the master key comes from (SPEC section 6).
+#[derive(Debug, Clone)]
+pub enum MasterKeySource {
+    /// `CONSENTGATE_MASTER_KEY`: base64 of 32 bytes.
+    Inline(SecretString),
+    /// `CONSENTGATE_MASTER_KEY_FILE`: a file holding that, owner-only.
+    File(PathBuf),
+    /// Embedded default: `<data dir>/master.key`, generated on first run.
+    Generated(PathBuf),
+}
+
+/// Where the operator token comes from.
+#[derive(Debug, Clone)]
+pub enum OperatorTokenSource {
+    /// `CONSENTGATE_OPERATOR_TOKEN`.
+    Inline(SecretString),
+    /// `<data dir>/operator-token`, generated on first run (owner-only).
+    Generated(PathBuf),
+}
+
+/// Validated settings. Secrets are `SecretString`, whose `Debug` is redacted.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    pub database: DatabaseUrl,
+    pub data_dir: PathBuf,
+    pub pool_size: u32,
+    pub master_key: MasterKeySource,
+    pub operator_token: OperatorTokenSource,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    /// Extra or overriding policy files (`*.toml`); the shipped ones are built in.
+    pub policies_dir: Option<PathBuf>,
+    /// HTTP worker threads; default: one per core.
+    pub workers: Option<usize>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Concurrent argon2 verifications (each costs ~19 MiB and ~20 ms of a core).
+    pub argon2_concurrency: usize,
+}
+
+/// A setting that is missing or wrong. `setting` is the environment variable name.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {setting}: {message}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            setting: setting.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The raw, flat form read from the providers. Keys are the environment variable
+/// names without the `CONSENTGATE_` prefix, lowercased (also the TOML keys).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    bind: Option<String>,
+    database_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    pool_size: Option<u32>,
+    master_key: Option<SecretString>,
+    master_key_file: Option<PathBuf>,
+    operator_token: Option<SecretString>,
+    log_format: Option<LogFormat>,
+    log: Option<String>,
+    policies_dir: Option<PathBuf>,
+    workers: Option<usize>,
+    max_body_bytes: Option<usize>,
+    argon2_concurrency: Option<usize>,
+}
+
+const SECRET_KEYS: [&str; 2] = ["master_key", "operator_token"];
+
+fn env_name(key: &str) -> String {
+    if key == "database_url" {
+        "DATABASE_URL".to_owned()
+    } else {
+        format!("CONSENTGATE_{}", key.to_uppercase())
+    }
+}
+
+impl Settings {
+    /// Reads the process environment (and the TOML file it may name).
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        let mut figment = Figment::new();
+        if let Ok(path) = std::env::var("CONSENTGATE_CONFIG") {
+            if !Path::new(&path).is_file() {
+                return Err(ConfigError::new("CONSENTGATE_CONFIG", "no such file"));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let figment = figment
+            .merge(Env::prefixed("CONSENTGATE_").ignore(&["CONFIG"]))
+            .merge(Env::raw().only(&["DATABASE_URL"]));
+        Settings::from_figment(figment)
+    }
+
+    fn from_figment(figment: Figment) -> Result<Settings, ConfigError> {
+        let raw: Raw = figment.extract().map_err(|e| {
+            let key = e.path.first().cloned().unwrap_or_default();
+            let message = match &e.kind {
+                figment::error::Kind::UnknownField(field, _) => {
+                    return ConfigError::new(
+                        &env_name(field),
+                        "is not a setting consentgate knows",
+                    );
+                }
+                _ if SECRET_KEYS.contains(&key.as_str()) => "is not a valid value".to_owned(),
+                kind => kind.to_string(),
+            };
+            ConfigError::new(&env_name(&key), message)
+        })?;
+        Settings::validate(raw)
+    }
+
+    fn validate(raw: Raw) -> Result<Settings, ConfigError> {
+        let bind = raw
+            .bind
+            .as_deref()
+            .unwrap_or("127.0.0.1:8080")
+            .parse::<SocketAddr>()
+            .map_err(|_| {
+                ConfigError::new(
+                    "CONSENTGATE_BIND",
+                    "expected host:port, e.g. 127.0.0.1:8080",
+                )
+            })?;
+        let data_dir = raw.data_dir.unwrap_or_else(|| PathBuf::from("data"));
+        let database = match raw.database_url.as_deref() {
+            Some(url) => DatabaseUrl::parse(url)
+                .map_err(|e| ConfigError::new("DATABASE_URL", e.to_string()))?,
+            None => DatabaseUrl::Sqlite(data_dir.join("consentgate.db")),
+        };
+        let master_key = match (raw.master_key, raw.master_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "CONSENTGATE_MASTER_KEY",
+                    "set either CONSENTGATE_MASTER_KEY or CONSENTGATE_MASTER_KEY_FILE, not both",
+                ));
+            }
+            (Some(inline), None) => MasterKeySource::Inline(inline),
+            (None, Some(file)) => MasterKeySource::File(file),
+            // Several nodes share one PostgreSQL: a key generated per node would make
+            // each node's data unreadable to the others, so production names its key.
+            (None, None) if database.backend() == crate::store::Backend::Postgres => {
+                return Err(ConfigError::new(
+                    "CONSENTGATE_MASTER_KEY",
+                    "required with PostgreSQL (or CONSENTGATE_MASTER_KEY_FILE); \
+                     generate one with `consentgate master-key generate`",
+                ));
+            }
+            (None, None) => MasterKeySource::Generated(data_dir.join("master.key")),
+        };
+        let operator_token = match raw.operator_token {
+            Some(token) => {
+                use secrecy::ExposeSecret;
+                if token.expose_secret().len() < 32 {
+                    return Err(ConfigError::new(
+                        "CONSENTGATE_OPERATOR_TOKEN",
+                        "must be at least 32 characters",
+                    ));
+                }
+                OperatorTokenSource::Inline(token)
+            }
+            None => OperatorTokenSource::Generated(data_dir.join("operator-token")),
+        };
+        let pool_size = raw.pool_size.unwrap_or(10);
+        if !(1..=1000).contains(&pool_size) {
+            return Err(ConfigError::new(
+                "CONSENTGATE_POOL_SIZE",
+                "must be between 1 and 1000",
+            ));
+        }
+        if raw.workers == Some(0) {
+            return Err(ConfigError::new(
+                "CONSENTGATE_WORKERS",
+                "must be at least 1",
+            ));
+        }
+        let max_body_bytes = raw.max_body_bytes.unwrap_or(2 * 1024 * 1024);
+        if !(1024..=64 * 1024 * 1024).contains(&max_body_bytes) {
+            return Err(ConfigError::new(
+                "CONSENTGATE_MAX_BODY_BYTES",
+                "must be between 1024 and 67108864",
+            ));
+        }
+        let argon2_concurrency = raw.argon2_concurrency.unwrap_or(2);
+        if !(1..=64).contains(&argon2_concurrency) {
+            return Err(ConfigError::new(
+                "CONSENTGATE_ARGON2_CONCURRENCY",
+                "must be between 1 and 64",
+            ));
+        }
+        let log_filter = raw.log.unwrap_or_else(|| "info".to_owned());
+        tracing_subscriber::EnvFilter::try_new(&log_filter)
+            .map_err(|e| ConfigError::new("CONSENTGATE_LOG", e.to_string()))?;
+        Ok(Settings {
+            bind,
+            database,
+            data_dir,
+            pool_size,
+            master_key,
+            operator_token,
+            log_format: raw.log_format.unwrap_or(LogFormat::Pretty),
+            log_filter,
+            policies_dir: raw.policies_dir,
+            workers: raw.workers,
+            max_body_bytes,
+            argon2_concurrency,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::providers::Serialized;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::new();
+        for (k, v) in pairs {
+            figment = figment.merge(Serialized::default(k, v));
+        }
+        Settings::from_figment(figment)
+    }
+
+    #[test]
+    fn defaults_give_the_embedded_sqlite_setup() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(
+            s.database,
+            DatabaseUrl::Sqlite(PathBuf::from("data/consentgate.db"))
+        );
+        assert!(
+            matches!(s.master_key, MasterKeySource::Generated(ref p) if p == Path::new("data/master.key"))
+        );
+        assert!(matches!(
+            s.operator_token,
+            OperatorTokenSource::Generated(_)
+        ));
+    }
+
+    #[test]
+    fn each_bad_value_names_its_setting() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("bind", "localhost")], "CONSENTGATE_BIND"),
+            (&[("database_url", "mysql://x")], "DATABASE_URL"),
+            (&[("pool_size", "0")], "CONSENTGATE_POOL_SIZE"),
+            (&[("pool_size", "many")], "CONSENTGATE_POOL_SIZE"),
+            (&[("log_format", "xml")], "CONSENTGATE_LOG_FORMAT"),
+            (&[("log", "[[[")], "CONSENTGATE_LOG"),
+            (&[("operator_token", "short")], "CONSENTGATE_OPERATOR_TOKEN"),
+            (
+                &[("database_url", "postgres://localhost/x")],
+                "CONSENTGATE_MASTER_KEY",
+            ),
+            (
+                &[("master_key", "a"), ("master_key_file", "b")],
+                "CONSENTGATE_MASTER_KEY",
+            ),
+            (&[("colour", "blue")], "CONSENTGATE_COLOUR"),
+        ];
+        for (pairs, setting) in cases {
+            let err = settings(pairs).expect_err(&format!("{pairs:?} must be refused"));
+            assert_eq!(err.setting, *setting, "{pairs:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_bad_secret_is_never_echoed() {
+        let err = settings(&[("operator_token", "hunter2")]).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn postgres_with_a_named_key_is_accepted() {
+        let s = settings(&[
+            ("database_url", "postgres://localhost/x"),
+            ("master_key_file", "/etc/consentgate/master.key"),
+        ])
+        .unwrap();
+        assert!(matches!(s.master_key, MasterKeySource::File(_)));
+    }
+}

@@ -1,0 +1,244 @@
+//! Request extractors whose errors are [`ApiError`]s: a JSON body extractor that
+//! names the bad field (via serde_path_to_error) without echoing its value, and
+//! error handlers for actix's path and query extractors.
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::web::BytesMut;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use futures_util::StreamExt;
+use futures_util::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
+
+use super::error::{ApiError, FieldError};
+
+/// The largest body a JSON request may have (app data; set from configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+const DEFAULT_LIMIT: usize = 2 * 1024 * 1024;
+
+/// A JSON request body. Errors: 415 for another content type, 413 above the body
+/// limit, 400 for malformed JSON, 422 naming the field for a value of the wrong
+/// shape.
+#[derive(Debug)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req.app_data::<BodyLimit>().map_or(DEFAULT_LIMIT, |l| l.0);
+        let is_json = match req.mime_type() {
+            Ok(Some(mime)) => {
+                mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json")
+            }
+            _ => false,
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if !is_json {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+            if declared.is_some_and(|len| len > limit) {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|_| {
+                    ApiError::MalformedBody("the request body could not be read".into())
+                })?;
+                if body.len() + chunk.len() > limit {
+                    return Err(ApiError::PayloadTooLarge { limit });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse_json(&body).map(Json)
+        })
+    }
+}
+
+/// Deserialises a JSON document, mapping errors to problems that name the field.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        json_error(&path, &inner)
+    })?;
+    de.end().map_err(|e| json_error(".", &e))?;
+    Ok(value)
+}
+
+fn json_error(path: &str, e: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Eof if e.line() == 1 && e.column() == 0 => {
+            ApiError::MalformedBody("the request body is empty; expected a JSON object".into())
+        }
+        Category::Syntax | Category::Eof | Category::Io => ApiError::MalformedBody(format!(
+            "invalid JSON at line {} column {}",
+            e.line(),
+            e.column()
+        )),
+        Category::Data => {
+            let message = without_location(&e.to_string());
+            let (field, message) = field_and_message(path, &message);
+            ApiError::Validation(vec![FieldError::new(field, message)])
+        }
+    }
+}
+
+/// serde_json appends " at line L column C"; the field path says more.
+fn without_location(message: &str) -> String {
+    match message.rsplit_once(" at line ") {
+        Some((head, _)) => head.to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// The field a data error is about, and a message that never repeats the value
+/// the client sent (it may be a phone number in the wrong place).
+fn field_and_message(path: &str, message: &str) -> (String, String) {
+    let join = |parent: &str, name: &str| {
+        if parent == "." || parent.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{parent}.{name}")
+        }
+    };
+    if let Some(name) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        return (join(path, name), "is required".to_owned());
+    }
+    if let Some(name) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split_once('`').map(|(n, _)| n))
+    {
+        // serde_path_to_error already ends the path with the unknown key.
+        let field = if path.ends_with(name) {
+            path.to_owned()
+        } else {
+            join(path, name)
+        };
+        return (field, "is not a field of this request".to_owned());
+    }
+    let field = if path == "." {
+        "body".to_owned()
+    } else {
+        path.to_owned()
+    };
+    for kind in [
+        "invalid type",
+        "invalid value",
+        "unknown variant",
+        "invalid length",
+    ] {
+        if message.starts_with(kind) {
+            let expected = message
+                .split_once(", expected ")
+                .map(|(_, exp)| format!("; expected {exp}"))
+                .unwrap_or_default();
+            return (field, format!("{kind}{expected}"));
+        }
+    }
+    // Messages from our own Deserialize impls are written not to echo values.
+    (field, message.to_owned())
+}
+
+/// Path segments that do not parse (e.g. an id that is not a UUID) name nothing
+/// that exists: 404, exactly like an unknown id.
+pub fn path_config() -> actix_web::web::PathConfig {
+    actix_web::web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into())
+}
+
+/// Query strings that do not parse: 422 on the query.
+pub fn query_config() -> actix_web::web::QueryConfig {
+    actix_web::web::QueryConfig::default().error_handler(|err, _| {
+        let message = without_location(&err.to_string());
+        let (field, message) = field_and_message("query", &message);
+        ApiError::Validation(vec![FieldError::new(field, message)]).into()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        count: u32,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Req {
+        name: String,
+        inner: Inner,
+        list: Vec<u32>,
+    }
+
+    fn fields(body: &str) -> Vec<FieldError> {
+        match parse_json::<Req>(body.as_bytes()) {
+            Err(ApiError::Validation(errors)) => errors,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_field_is_named_with_its_full_path() {
+        let errors = fields(r#"{"name":"a","inner":{},"list":[]}"#);
+        assert_eq!(errors, vec![FieldError::new("inner.count", "is required")]);
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_field_and_never_echoes_the_value() {
+        let errors = fields(r#"{"name":31612345678,"inner":{"count":1},"list":[]}"#);
+        assert_eq!(errors[0].field, "name");
+        assert!(
+            !errors[0].message.contains("31612345678"),
+            "{:?}",
+            errors[0]
+        );
+        let errors = fields(r#"{"name":"a","inner":{"count":1},"list":[1,"+31612345678"]}"#);
+        assert_eq!(errors[0].field, "list[1]");
+        assert!(!errors[0].message.contains("+316"), "{:?}", errors[0]);
+    }
+
+    #[test]
+    fn an_unknown_field_is_named() {
+        let errors = fields(r#"{"name":"a","inner":{"count":1},"list":[],"extra":1}"#);
+        assert_eq!(errors[0].field, "extra");
+    }
+
+    #[test]
+    fn broken_json_is_a_400_not_a_422() {
+        for body in [
+            "",
+            "{",
+            "{\"name\":",
+            "not json",
+            r#"{"name":"a","inner":{"count":1},"list":[]} x"#,
+        ] {
+            assert!(
+                matches!(
+                    parse_json::<Req>(body.as_bytes()),
+                    Err(ApiError::MalformedBody(_))
+                ),
+                "{body:?}"
+            );
+        }
+    }
+}

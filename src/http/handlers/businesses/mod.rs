@@ -1,0 +1,3 @@
+//! Businesses (tenants); created by the operator.
+
+pub mod create;

@@ -1,0 +1,77 @@
+use actix_web::{HttpResponse, post, web};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{KeyCreatedResponse, KeyResponse};
+use crate::domain::{Scope, Scopes};
+use crate::http::auth::Principal;
+use crate::http::error::{ApiError, FieldError, Problem};
+use crate::http::extract::Json;
+use crate::http::handlers::display_name;
+use crate::store::Store;
+use crate::store::keys::NewApiKey;
+
+/// A key to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    /// A label for people, 1 to 100 characters.
+    pub name: String,
+    /// What the key may do; at least one, and only scopes the calling key has.
+    pub scopes: Vec<Scope>,
+}
+
+/// Creates an API key for the caller's business. The secret is in this response
+/// only.
+#[utoipa::path(
+    tag = "keys",
+    security(("api_key" = ["keys:manage"])),
+    request_body = CreateKeyRequest,
+    responses(
+        (status = 201, body = KeyCreatedResponse),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/v1/keys")]
+#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+pub async fn create_key(
+    principal: Principal,
+    store: web::Data<Store>,
+    body: Json<CreateKeyRequest>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::KeysManage)?;
+    let request = body.0;
+    let mut errors = Vec::new();
+    let name = display_name("name", &request.name, 100)
+        .map_err(|e| errors.push(e))
+        .ok();
+    let scopes = match Scopes::new(request.scopes) {
+        None => {
+            errors.push(FieldError::new("scopes", "must name at least one scope"));
+            None
+        }
+        // No escalation: a key can only hand out what it holds itself.
+        Some(scopes) if !scopes.is_subset(&principal.scopes) => {
+            errors.push(FieldError::new(
+                "scopes",
+                "a key can only grant scopes it has itself",
+            ));
+            None
+        }
+        Some(scopes) => Some(scopes),
+    };
+    let (Some(name), Some(scopes), true) = (name, scopes, errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let business_id = principal.business_id;
+    let (key, secret) = web::block(move || NewApiKey::mint(business_id, name, scopes))
+        .await
+        .map_err(|e| ApiError::Internal(format!("minting a key failed: {e}")))?;
+    let created = store.create_key(key, principal.actor()).await?;
+    Ok(HttpResponse::Created().json(KeyCreatedResponse {
+        key: KeyResponse::from(created),
+        secret,
+    }))
+}

@@ -1,0 +1,40 @@
+use actix_web::{HttpResponse, delete, web};
+use uuid::Uuid;
+
+use super::KeyResponse;
+use crate::domain::{Scope, time};
+use crate::http::auth::Principal;
+use crate::http::error::{ApiError, Problem};
+use crate::store::Store;
+
+/// Revokes a key of the caller's business, effective at once: its next request
+/// gets 401 on every node. Revoking a revoked key answers the key unchanged.
+#[utoipa::path(
+    tag = "keys",
+    security(("api_key" = ["keys:manage"])),
+    params(("id" = Uuid, Path, description = "the key id")),
+    responses(
+        (status = 200, body = KeyResponse),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such key in this business", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[delete("/v1/keys/{id}")]
+#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+pub async fn revoke_key(
+    principal: Principal,
+    store: web::Data<Store>,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::KeysManage)?;
+    let key = store
+        .revoke_key(
+            principal.business_id,
+            path.into_inner(),
+            time::now(),
+            principal.actor(),
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(KeyResponse::from(key)))
+}

@@ -1,0 +1,86 @@
+//! The HTTP API (SPEC section 5): one file per action under `handlers/`, one route
+//! table in [`routes`], one error type in [`error`]. Never touches diesel: handlers
+//! call the store's methods and `.await` their results.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod handlers;
+pub mod observe;
+pub mod openapi;
+
+use actix_web::http::Method;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use self::error::ApiError;
+
+/// The route table: every handler, registered with `.service()` so that the
+/// OpenAPI document sees it.
+pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    use handlers::{businesses, keys, ops};
+    cfg.service(ops::health::check_health)
+        .service(ops::ready::check_ready)
+        .service(ops::metrics::render_metrics)
+        .service(ops::openapi::serve_openapi)
+        .service(businesses::create::create_business)
+        .service(keys::create::create_key)
+        .service(keys::list::list_keys)
+        .service(keys::revoke::revoke_key);
+}
+
+/// Which methods each route pattern has, to answer 405 (with `Allow`) rather than
+/// 404 for a known path with the wrong method.
+pub struct RouteTable {
+    routes: Vec<(actix_web::dev::ResourceDef, Vec<Method>)>,
+}
+
+impl RouteTable {
+    /// Built from the OpenAPI document, so it cannot disagree with the routes.
+    pub fn from_openapi(api: &utoipa::openapi::OpenApi) -> RouteTable {
+        let routes = api
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let mut methods = Vec::new();
+                for (op, method) in [
+                    (&item.get, Method::GET),
+                    (&item.post, Method::POST),
+                    (&item.put, Method::PUT),
+                    (&item.patch, Method::PATCH),
+                    (&item.delete, Method::DELETE),
+                ] {
+                    if op.is_some() {
+                        methods.push(method);
+                    }
+                }
+                (actix_web::dev::ResourceDef::new(path.as_str()), methods)
+            })
+            .collect();
+        RouteTable { routes }
+    }
+
+    fn allowed(&self, path: &str) -> Vec<Method> {
+        let mut methods: Vec<Method> = self
+            .routes
+            .iter()
+            .filter(|(def, _)| def.is_match(path))
+            .flat_map(|(_, methods)| methods.iter().cloned())
+            .collect();
+        methods.dedup();
+        methods
+    }
+}
+
+/// What answers when no route matched: 405 for a known path, else 404.
+pub async fn fallback(
+    req: HttpRequest,
+    table: web::Data<RouteTable>,
+) -> Result<HttpResponse, ApiError> {
+    let allowed = table.allowed(req.path());
+    Err(if allowed.is_empty() {
+        ApiError::NotFound
+    } else {
+        ApiError::MethodNotAllowed(allowed)
+    })
+}

@@ -1,0 +1,72 @@
+//! The OpenAPI document, generated from the handlers' `#[utoipa::path]` attributes
+//! as they are registered in [`super::routes`]. `openapi.yaml` at the repository
+//! root is this document; a test fails when the two drift
+//! (`cargo run -- openapi --write` regenerates it).
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_actix_web::AppExt;
+
+use super::error::{FieldError, Problem};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "consentgate",
+        description = "Consent and opt-in compliance for business messaging: record opt-ins, \
+                       honour opt-outs and blocks, and ask before every message whether it may be sent.\n\n\
+                       Errors are RFC 9457 problem documents (`application/problem+json`) with a stable `code`.",
+        license(name = "Apache-2.0"),
+    ),
+    modifiers(&Security),
+    components(schemas(Problem, FieldError)),
+    tags(
+        (name = "operator", description = "Operator calls (operator token)"),
+        (name = "keys", description = "API keys of a business (scope keys:manage)"),
+        (name = "operations", description = "Health, readiness, metrics and this document"),
+    )
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                utoipa::openapi::security::HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("cg_<key id>_<secret>")
+                    .description(Some(
+                        "An API key of one business. The scopes each operation needs are listed \
+                         as this scheme's scopes.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "operator_token",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The whole document.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let (_, mut api) = actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(super::routes)
+        .split_for_parts();
+    api.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    api
+}
+
+/// The document as YAML, exactly as committed in `openapi.yaml`.
+pub fn yaml() -> String {
+    document()
+        .to_yaml()
+        .expect("the OpenAPI document serialises to YAML")
+}

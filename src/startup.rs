@@ -1,0 +1,310 @@
+//! Building the service: `Application::build(settings)` is used by `main` and by the
+//! tests alike, so tests run exactly what production runs.
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{ErrorHandlers, from_fn};
+use actix_web::{App, HttpServer, web};
+use secrecy::{ExposeSecret, SecretString};
+use utoipa_actix_web::AppExt;
+
+use crate::config::{ConfigError, MasterKeySource, OperatorTokenSource, Settings};
+use crate::crypto::master_key::{self, MasterKey, MasterKeyError, NewFileError};
+use crate::http::auth::{AuthLimits, Authenticator, OperatorToken};
+use crate::http::extract::{self, BodyLimit};
+use crate::http::handlers::ops::openapi::OpenApiYaml;
+use crate::http::observe::{self, Metrics};
+use crate::http::{self, RouteTable, openapi};
+use crate::policy::{PolicyProblem, PolicySet};
+use crate::store::{Store, StoreError, StoreSettings, migrations};
+
+/// Why the service did not start. Each names the setting or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("configuration: {setting}: {source}")]
+    Secret {
+        setting: &'static str,
+        source: MasterKeyError,
+    },
+    #[error(
+        "the master key does not match the one this database was initialised with \
+         (check CONSENTGATE_MASTER_KEY / CONSENTGATE_MASTER_KEY_FILE)"
+    )]
+    WrongMasterKey,
+    #[error("database ({url:?}): {source}")]
+    Store {
+        url: crate::store::DatabaseUrl,
+        source: StoreError,
+    },
+    #[error("policies:\n{}", .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Policies(Vec<PolicyProblem>),
+    #[error("configuration: CONSENTGATE_BIND: cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Everything the service needs besides the HTTP server: a migrated store, keys
+/// and policies. The CLI commands use this too.
+pub struct Prepared {
+    pub store: Store,
+    pub master_key: MasterKey,
+    pub operator_token: SecretString,
+    pub policies: PolicySet,
+}
+
+/// Opens and migrates the store, loads (or creates) the master key and the
+/// operator token, loads the policies. Blocking: call it off the executor.
+pub fn prepare(settings: &Settings) -> Result<Prepared, StartupError> {
+    create_private_dir(&settings.data_dir)?;
+    let policies = load_policies(settings)?;
+    let master_key = load_master_key(&settings.master_key)?;
+    let operator_token = load_operator_token(&settings.operator_token)?;
+    let store_error = |source| StartupError::Store {
+        url: settings.database.clone(),
+        source,
+    };
+    let store = Store::connect(&StoreSettings {
+        url: settings.database.clone(),
+        pool_size: settings.pool_size,
+        acquire_timeout: std::time::Duration::from_secs(5),
+    })
+    .map_err(store_error)?;
+    let mut conn = store.conn().map_err(store_error)?;
+    let applied = migrations::run_pending(&mut conn).map_err(store_error)?;
+    if !applied.is_empty() {
+        tracing::info!(migrations = ?applied, "applied migrations");
+    }
+    let stored = Store::meta_set_once(&mut conn, "master_key_check", &master_key.check_value())
+        .map_err(store_error)?;
+    if stored != master_key.check_value() {
+        return Err(StartupError::WrongMasterKey);
+    }
+    drop(conn);
+    Ok(Prepared {
+        store,
+        master_key,
+        operator_token,
+        policies,
+    })
+}
+
+/// The data directory holds the database, the master key and the operator token:
+/// created owner-only (0700) when it does not exist yet.
+fn create_private_dir(dir: &std::path::Path) -> Result<(), StartupError> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|source| StartupError::Secret {
+        setting: "CONSENTGATE_DATA_DIR",
+        source: MasterKeyError::Create {
+            path: dir.display().to_string(),
+            source,
+        },
+    })
+}
+
+fn load_policies(settings: &Settings) -> Result<PolicySet, StartupError> {
+    let shipped = PolicySet::shipped();
+    match &settings.policies_dir {
+        None => Ok(shipped),
+        Some(dir) => PolicySet::load_dir(dir)
+            .map(|extra| shipped.merge(extra))
+            .map_err(StartupError::Policies),
+    }
+}
+
+fn load_master_key(source: &MasterKeySource) -> Result<MasterKey, StartupError> {
+    match source {
+        MasterKeySource::Inline(text) => {
+            MasterKey::from_base64(text.expose_secret()).map_err(|source| StartupError::Secret {
+                setting: "CONSENTGATE_MASTER_KEY",
+                source,
+            })
+        }
+        MasterKeySource::File(path) => {
+            MasterKey::read_file(path).map_err(|source| StartupError::Secret {
+                setting: "CONSENTGATE_MASTER_KEY_FILE",
+                source,
+            })
+        }
+        MasterKeySource::Generated(path) => {
+            let existed = path.exists();
+            let key = MasterKey::load_or_create(path).map_err(|source| StartupError::Secret {
+                setting: "CONSENTGATE_DATA_DIR",
+                source,
+            })?;
+            if !existed {
+                tracing::info!(path = %path.display(), "generated a new master key; back it up: without it the personal data in this database cannot be read");
+            }
+            Ok(key)
+        }
+    }
+}
+
+fn load_operator_token(source: &OperatorTokenSource) -> Result<SecretString, StartupError> {
+    let secret_error = |source| StartupError::Secret {
+        setting: "CONSENTGATE_DATA_DIR",
+        source,
+    };
+    match source {
+        OperatorTokenSource::Inline(token) => Ok(token.clone()),
+        OperatorTokenSource::Generated(path) => {
+            let created = master_key::write_new_secret_file(path, || {
+                use base64::Engine;
+                let bytes: [u8; 32] = crate::crypto::random_bytes();
+                format!(
+                    "cgop_{}",
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+                )
+            });
+            match created {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "generated the operator token (read it from this file)")
+                }
+                Err(NewFileError::Exists) => {}
+                Err(NewFileError::Io(source)) => {
+                    return Err(secret_error(MasterKeyError::Create {
+                        path: path.display().to_string(),
+                        source,
+                    }));
+                }
+            }
+            master_key::check_owner_only(path).map_err(secret_error)?;
+            let text = std::fs::read_to_string(path).map_err(|source| {
+                secret_error(MasterKeyError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })
+            })?;
+            Ok(SecretString::from(text.trim().to_owned()))
+        }
+    }
+}
+
+/// The running service.
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: Store,
+}
+
+impl Application {
+    /// Prepares everything and binds the listener (port 0 picks a free port).
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let prepared = {
+            let settings = settings.clone();
+            tokio::task::spawn_blocking(move || prepare(&settings))
+                .await
+                .expect("start-up task does not panic")?
+        };
+        let Prepared {
+            store,
+            operator_token,
+            policies,
+            master_key: _,
+        } = prepared;
+        let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
+            addr: settings.bind,
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Bind {
+                addr: settings.bind,
+                source,
+            })?
+            .port();
+
+        let api = openapi::document();
+        let yaml = web::Data::new(OpenApiYaml(
+            api.to_yaml().expect("the OpenAPI document serialises"),
+        ));
+        let route_table = web::Data::new(RouteTable::from_openapi(&api));
+        let limits = AuthLimits {
+            permits: settings.argon2_concurrency,
+            max_waiting: settings.argon2_concurrency * 16,
+        };
+        let authenticator = {
+            let store = store.clone();
+            web::Data::new(
+                tokio::task::spawn_blocking(move || Authenticator::new(store, limits))
+                    .await
+                    .expect("authenticator set-up does not panic"),
+            )
+        };
+        let store_data = web::Data::new(store.clone());
+        let operator = web::Data::new(OperatorToken::new(&operator_token));
+        let policies = web::Data::new(policies);
+        let metrics = web::Data::new(Metrics::default());
+        let body_limit = BodyLimit(settings.max_body_bytes);
+
+        let mut server = HttpServer::new(move || {
+            let (app, _) = App::new()
+                .into_utoipa_app()
+                .configure(http::routes)
+                .split_for_parts();
+            app.app_data(store_data.clone())
+                .app_data(authenticator.clone())
+                .app_data(operator.clone())
+                .app_data(policies.clone())
+                .app_data(metrics.clone())
+                .app_data(yaml.clone())
+                .app_data(route_table.clone())
+                .app_data(body_limit)
+                .app_data(extract::path_config())
+                .app_data(extract::query_config())
+                .default_service(web::to(http::fallback))
+                .wrap(ErrorHandlers::new().default_handler(observe::ensure_problem))
+                .wrap(from_fn(observe::observe))
+        })
+        .shutdown_timeout(10);
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| StartupError::Bind {
+                addr: settings.bind,
+                source,
+            })?
+            .run();
+        tracing::info!(port, backend = ?store.backend(), "consentgate listening");
+        Ok(Application {
+            port,
+            server,
+            store,
+        })
+    }
+
+    /// The port the service listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The store the service uses (tests inspect it).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A handle to stop the server.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the process is told to stop (SIGINT/SIGTERM: graceful).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,360 @@
+//! Storage: the only module that knows diesel. One code path over SQLite (the
+//! embedded default) and PostgreSQL through diesel's `MultiConnection`; the backend
+//! is chosen from the URL scheme, never by trial.
+//!
+//! Diesel is synchronous: every call runs on the blocking thread pool through
+//! [`Store::run`], so handlers just `.await` a `Result<_, StoreError>`.
+//!
+//! Every state change goes through [`Store::write`], which appends the change's
+//! audit events in the same transaction (SPEC section 7).
+
+pub mod audit;
+pub mod businesses;
+pub mod keys;
+pub mod migrations;
+mod rows;
+pub mod schema;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{self, R2D2Connection};
+use uuid::Uuid;
+
+use crate::audit::NewEvent;
+use crate::domain::Actor;
+
+/// A connection to either backend. Backend-specific SQL matches on the variant.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgres(diesel::PgConnection),
+    Sqlite(diesel::SqliteConnection),
+}
+
+/// Which database, parsed from the URL scheme.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `sqlite://<path>`: a file (created if missing).
+    Sqlite(PathBuf),
+    /// `postgres://...` or `postgresql://...`.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    // A PostgreSQL URL may carry a password: never print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseUrl::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            DatabaseUrl::Postgres(_) => f.write_str("postgres://[redacted]"),
+        }
+    }
+}
+
+/// The URL names no backend this service has.
+#[derive(Debug, thiserror::Error)]
+#[error("must start with sqlite://, postgres:// or postgresql://")]
+pub struct UnknownScheme;
+
+impl DatabaseUrl {
+    pub fn parse(url: &str) -> Result<DatabaseUrl, UnknownScheme> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(url.to_owned()))
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(UnknownScheme);
+            }
+            Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+        } else {
+            Err(UnknownScheme)
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            DatabaseUrl::Sqlite(_) => Backend::Sqlite,
+            DatabaseUrl::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+/// The two backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// What can go wrong in storage, as the layers above need to tell it apart.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No such row (for this business).
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness rule or a state rule refused the write; the code is stable.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The database cannot be reached or did not answer in time. Checks fail
+    /// closed on this.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored value could not be read back (corruption or a bug).
+    #[error("stored data unreadable: {0}")]
+    Corrupt(String),
+    /// Anything else diesel reports.
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind as K, Error as E};
+        match e {
+            E::NotFound => StoreError::NotFound,
+            E::DatabaseError(K::UniqueViolation, _) => StoreError::Conflict("already_exists"),
+            E::DatabaseError(K::ClosedConnection | K::SerializationFailure, info) => {
+                StoreError::Unavailable(info.message().to_owned())
+            }
+            E::DatabaseError(_, info)
+                if info.message().contains("database is locked")
+                    || info.message().contains("database is busy") =>
+            {
+                StoreError::Unavailable(info.message().to_owned())
+            }
+            E::BrokenTransactionManager | E::AlreadyInTransaction => {
+                StoreError::Unavailable(e.to_string())
+            }
+            E::DeserializationError(inner) => StoreError::Corrupt(inner.to_string()),
+            other => StoreError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<r2d2::PoolError> for StoreError {
+    fn from(e: r2d2::PoolError) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// Opens connections for the pool, for the backend the URL names.
+#[derive(Debug)]
+pub struct ConnectionManager {
+    url: DatabaseUrl,
+}
+
+impl r2d2::ManageConnection for ConnectionManager {
+    type Connection = DbConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, r2d2::Error> {
+        match &self.url {
+            DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url)
+                .map(DbConnection::Postgres)
+                .map_err(r2d2::Error::ConnectionError),
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())
+                    .map_err(r2d2::Error::ConnectionError)?;
+                // One PRAGMA per batch, busy_timeout first so the others wait for a
+                // lock instead of failing. WAL lets readers run beside the writer;
+                // synchronous=FULL because an acknowledged consent change must
+                // survive a power cut, not only a crash.
+                for pragma in [
+                    "PRAGMA busy_timeout = 5000;",
+                    "PRAGMA journal_mode = WAL;",
+                    "PRAGMA synchronous = FULL;",
+                    "PRAGMA foreign_keys = ON;",
+                ] {
+                    conn.batch_execute(pragma)
+                        .map_err(r2d2::Error::QueryError)?;
+                }
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), r2d2::Error> {
+        conn.ping().map_err(r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        std::thread::panicking() || conn.is_broken()
+    }
+}
+
+type Pool = r2d2::Pool<ConnectionManager>;
+pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
+
+/// Settings for [`Store::connect`].
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub url: DatabaseUrl,
+    pub pool_size: u32,
+    /// How long a request waits for a free connection before the store counts as
+    /// unavailable (and a check answers 503, never allow).
+    pub acquire_timeout: Duration,
+}
+
+/// The storage handle: a connection pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    backend: Backend,
+    /// SQLite has one writer at a time anyway; queueing writers of this process on
+    /// a mutex is fairer and faster than letting them spin in SQLite's busy handler.
+    /// (Other processes, such as the CLI, still wait through busy_timeout.)
+    sqlite_writer: Option<Arc<Mutex<()>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens the pool. SQLite's file and its directory are created if missing.
+    /// Fails when the database cannot be reached at all.
+    pub fn connect(settings: &StoreSettings) -> Result<Store, StoreError> {
+        if let DatabaseUrl::Sqlite(path) = &settings.url {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+                })?;
+            }
+        }
+        let pool = r2d2::Pool::builder()
+            .max_size(settings.pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(settings.acquire_timeout)
+            // Failed connection attempts are logged by r2d2 with their error text,
+            // which for PostgreSQL may contain the host and user; we log ourselves.
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build(ConnectionManager {
+                url: settings.url.clone(),
+            })?;
+        let backend = settings.url.backend();
+        Ok(Store {
+            pool,
+            backend,
+            sqlite_writer: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A pooled connection, for blocking callers (the CLI, migrations).
+    pub fn conn(&self) -> Result<PooledConnection, StoreError> {
+        Ok(self.pool.get()?)
+    }
+
+    /// Runs blocking diesel work on the blocking thread pool, in the caller's
+    /// tracing span.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
+    }
+
+    /// The one write path for a business that exists: in one transaction, lock the
+    /// business's chain head, let `change` write, then append the events it returns.
+    /// A change that returns no event is refused: every state change is audited.
+    pub async fn write<T, F>(
+        &self,
+        business_id: Uuid,
+        actor: Actor,
+        change: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<(T, Vec<NewEvent>), StoreError> + Send + 'static,
+    {
+        let this = self.clone();
+        self.run(move |conn| this.write_blocking(conn, business_id, actor, change))
+            .await
+    }
+
+    /// [`Store::write`] for blocking callers.
+    pub fn write_blocking<T, F>(
+        &self,
+        conn: &mut DbConnection,
+        business_id: Uuid,
+        actor: Actor,
+        change: F,
+    ) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<(T, Vec<NewEvent>), StoreError>,
+    {
+        self.transaction(conn, |conn| {
+            // First statement of the transaction is a write: on PostgreSQL it takes
+            // the head row's lock (concurrent writers of this business queue here,
+            // so sequence numbers cannot fork or gap); on SQLite it takes the write
+            // lock before anything is read, so no snapshot can go stale.
+            let head = audit::lock_head(conn, business_id)?;
+            let (value, events) = change(conn)?;
+            audit::append(conn, head, actor, events)?;
+            Ok(value)
+        })
+    }
+
+    /// A write transaction, serialised with this process's other SQLite writers.
+    pub(crate) fn transaction<T, F>(&self, conn: &mut DbConnection, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+    {
+        let _guard = self
+            .sqlite_writer
+            .as_ref()
+            .map(|lock| lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        conn.transaction(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_pick_the_backend_from_the_scheme_and_refuse_others() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/x.db").unwrap(),
+            DatabaseUrl::Sqlite(PathBuf::from("data/x.db"))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///abs/x.db").unwrap(),
+            DatabaseUrl::Sqlite(PathBuf::from("/abs/x.db"))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("postgres://u@h/db").unwrap().backend(),
+            Backend::Postgres
+        );
+        assert_eq!(
+            DatabaseUrl::parse("postgresql://u@h/db").unwrap().backend(),
+            Backend::Postgres
+        );
+        for bad in ["mysql://h/db", "data/x.db", "sqlite://", "", "http://x"] {
+            assert!(DatabaseUrl::parse(bad).is_err(), "{bad} must be refused");
+        }
+    }
+
+    #[test]
+    fn debug_of_a_postgres_url_hides_credentials() {
+        let url = DatabaseUrl::parse("postgres://user:hunter2@db/x").unwrap();
+        assert!(!format!("{url:?}").contains("hunter2"));
+    }
+}

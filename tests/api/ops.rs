@@ -1,0 +1,82 @@
+//! Operations: liveness, readiness, metrics, request ids, start-up checks.
+
+use consentgate::config::MasterKeySource;
+use consentgate::startup::{Application, StartupError};
+use secrecy::SecretString;
+
+use crate::backend_tests;
+use crate::helpers::{TestApp, test_settings};
+
+backend_tests!(
+    health_and_readiness_answer,
+    metrics_count_requests_by_route_and_status,
+    every_response_carries_a_request_id,
+    a_different_master_key_is_refused_at_start_up,
+);
+
+async fn health_and_readiness_answer(app: TestApp) {
+    let res = app.get("/healthz", None).await;
+    assert_eq!((res.status, res.body["status"].as_str()), (200, Some("ok")));
+    let res = app.get("/readyz", None).await;
+    assert_eq!(
+        (res.status, res.body["status"].as_str()),
+        (200, Some("ready"))
+    );
+}
+
+async fn metrics_count_requests_by_route_and_status(app: TestApp) {
+    let biz = app.create_business("Acme", "whatsapp-eu").await;
+    app.get("/v1/keys", Some(&biz.key)).await;
+    app.get("/v1/keys", None).await;
+    let res = app.get("/metrics", None).await;
+    assert_eq!(res.status, 200);
+    let text = res.body.as_str().unwrap();
+    assert!(
+        text.contains(
+            r#"consentgate_http_requests_total{method="GET",route="/v1/keys",status="200"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(
+        r#"consentgate_http_requests_total{method="GET",route="/v1/keys",status="401"} 1"#
+    ));
+    assert!(text.contains(r#"consentgate_http_request_duration_seconds_bucket{le="#));
+}
+
+async fn every_response_carries_a_request_id(app: TestApp) {
+    let res = app.get("/healthz", None).await;
+    let id = res.header("x-request-id").expect("a request id");
+    assert!(uuid::Uuid::parse_str(&id).is_ok());
+    let res = app.get("/nope", None).await;
+    assert!(res.header("x-request-id").is_some(), "errors too");
+    let mut res = app
+        .client()
+        .get(format!("{}/healthz", app.address))
+        .insert_header(("x-request-id", "trace-abc-123"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers().get("x-request-id").unwrap(),
+        "trace-abc-123",
+        "a sane client id is kept"
+    );
+    let _ = res.body().await;
+}
+
+async fn a_different_master_key_is_refused_at_start_up(app: TestApp) {
+    let mut settings = app.settings.clone();
+    settings.master_key = MasterKeySource::Inline(SecretString::from(
+        consentgate::crypto::master_key::MasterKey::generate().to_base64(),
+    ));
+    match Application::build(settings).await {
+        Err(StartupError::WrongMasterKey) => {}
+        Err(other) => panic!("expected WrongMasterKey, got {other}"),
+        Ok(_) => panic!("a service with another master key must not start"),
+    }
+    // The right key still starts.
+    let dir = tempfile::tempdir().unwrap();
+    let mut same = test_settings(app.settings.database.clone(), dir.path());
+    same.master_key = app.settings.master_key.clone();
+    assert!(Application::build(same).await.is_ok());
+}
