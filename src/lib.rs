@@ -11,6 +11,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod http;
+pub mod ledger;
 pub mod policy;
 pub mod startup;
 pub mod store;

@@ -16,6 +16,7 @@ use crate::http::extract::{self, BodyLimit};
 use crate::http::handlers::ops::openapi::OpenApiYaml;
 use crate::http::observe::{self, Metrics};
 use crate::http::{self, RouteTable, openapi};
+use crate::ledger::{Keyring, Ledger};
 use crate::policy::{PolicyProblem, PolicySet};
 use crate::store::{Store, StoreError, StoreSettings, migrations};
 
@@ -213,8 +214,14 @@ impl Application {
             store,
             operator_token,
             policies,
-            master_key: _,
+            master_key,
         } = prepared;
+        let policies = std::sync::Arc::new(policies);
+        let ledger = web::Data::new(Ledger::new(
+            store.clone(),
+            std::sync::Arc::new(Keyring::new(master_key)),
+            policies.clone(),
+        ));
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
             addr: settings.bind,
             source,
@@ -246,7 +253,7 @@ impl Application {
         };
         let store_data = web::Data::new(store.clone());
         let operator = web::Data::new(OperatorToken::new(&operator_token));
-        let policies = web::Data::new(policies);
+        let policies = web::Data::from(policies);
         let metrics = web::Data::new(Metrics::default());
         let body_limit = BodyLimit(settings.max_body_bytes);
 
@@ -259,6 +266,7 @@ impl Application {
                 .app_data(authenticator.clone())
                 .app_data(operator.clone())
                 .app_data(policies.clone())
+                .app_data(ledger.clone())
                 .app_data(metrics.clone())
                 .app_data(yaml.clone())
                 .app_data(route_table.clone())

@@ -15,6 +15,12 @@ pub enum EventType {
     BusinessCreated,
     KeyCreated,
     KeyRevoked,
+    OptInRecorded,
+    OptInConfirmed,
+    ConsentRevoked,
+    SubjectBlocked,
+    SubjectUnblocked,
+    WindowOpened,
 }
 
 impl EventType {
@@ -23,6 +29,12 @@ impl EventType {
             EventType::BusinessCreated => "business.created",
             EventType::KeyCreated => "key.created",
             EventType::KeyRevoked => "key.revoked",
+            EventType::OptInRecorded => "opt_in.recorded",
+            EventType::OptInConfirmed => "opt_in.confirmed",
+            EventType::ConsentRevoked => "consent.revoked",
+            EventType::SubjectBlocked => "subject.blocked",
+            EventType::SubjectUnblocked => "subject.unblocked",
+            EventType::WindowOpened => "window.opened",
         }
     }
 }
@@ -37,6 +49,15 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
+    /// An event about a subject.
+    pub fn about(event_type: EventType, subject_id: Uuid, data: Value) -> NewEvent {
+        NewEvent {
+            event_type,
+            subject_id: Some(subject_id),
+            data,
+        }
+    }
+
     pub fn new(event_type: EventType, data: Value) -> NewEvent {
         NewEvent {
             event_type,

@@ -6,6 +6,7 @@
 pub mod api_key;
 pub mod chain;
 pub mod envelope;
+pub mod fingerprint;
 pub mod master_key;
 pub mod pseudonym;
 

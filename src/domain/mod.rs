@@ -1,6 +1,7 @@
 //! Domain types: parsed at the edge, trusted inside. No actix, no diesel here.
 
 pub mod actor;
+pub mod evidence;
 pub mod history;
 pub mod phone;
 pub mod scope;

@@ -52,6 +52,10 @@ pub struct Problem {
     /// The invalid fields (validation errors only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// On a check that could not be answered: always `false`. Senders treat
+    /// anything but a 200 with `allowed: true` as no.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<bool>,
 }
 
 /// Everything a handler can answer besides success.
@@ -82,6 +86,10 @@ pub enum ApiError {
     /// The store (or another dependency) cannot answer; the cause is logged only.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A check could not establish the state: the answer is no (fail closed). The
+    /// problem document carries `allowed: false`.
+    #[error("check unavailable: {0}")]
+    CheckUnavailable(String),
     /// A bug or corrupt data; the cause is logged only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -107,6 +115,7 @@ impl ApiError {
             ApiError::Validation(_) => "validation_failed",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::CheckUnavailable(_) => "check_unavailable",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -125,6 +134,7 @@ impl ApiError {
             ApiError::Validation(_) => "Invalid request",
             ApiError::RateLimited { .. } => "Too many requests",
             ApiError::Unavailable(_) => "Service unavailable",
+            ApiError::CheckUnavailable(_) => "Consent state unavailable: do not send",
             ApiError::Internal(_) => "Internal error",
         }
     }
@@ -157,6 +167,10 @@ impl ApiError {
                 format!("too many requests; retry after {retry_after_secs} s")
             }
             // 5xx: never the cause.
+            ApiError::CheckUnavailable(_) => {
+                "the consent state cannot be read right now, so the answer is no; retry later"
+                    .to_owned()
+            }
             ApiError::Unavailable(_) => {
                 "the service cannot answer right now; retry later".to_owned()
             }
@@ -176,6 +190,7 @@ impl ApiError {
                 ApiError::Validation(errors) => errors.clone(),
                 _ => Vec::new(),
             },
+            allowed: matches!(self, ApiError::CheckUnavailable(_)).then_some(false),
         }
     }
 
@@ -218,14 +233,18 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::CheckUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         match self {
-            ApiError::Unavailable(cause) => tracing::warn!(cause = %cause, "answering 503"),
+            ApiError::Unavailable(cause) | ApiError::CheckUnavailable(cause) => {
+                tracing::warn!(cause = %cause, "answering 503")
+            }
             ApiError::Internal(cause) => tracing::error!(cause = %cause, "answering 500"),
             _ => {}
         }
@@ -238,7 +257,7 @@ impl ResponseError for ApiError {
             ApiError::RateLimited { retry_after_secs } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::CheckUnavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
             ApiError::MethodNotAllowed(methods) if !methods.is_empty() => {
@@ -257,11 +276,32 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => ApiError::NotFound,
             StoreError::Conflict(code) => ApiError::Conflict {
                 code,
-                detail: "the request conflicts with what is already recorded".to_owned(),
+                detail: conflict_detail(code).to_owned(),
             },
             StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
             StoreError::Corrupt(cause) | StoreError::Internal(cause) => ApiError::Internal(cause),
         }
+    }
+}
+
+/// What each conflict code means, for the problem's `detail`.
+fn conflict_detail(code: &str) -> &'static str {
+    match code {
+        "idempotency_key_reused" => {
+            "this Idempotency-Key was already used with a different request"
+        }
+        "already_confirmed" => "this opt-in is already confirmed",
+        "confirmation_not_required" => {
+            "this opt-in needs no confirmation under the business's policy"
+        }
+        "confirmed_before_collected" => {
+            "the confirmation's collected_at is before the opt-in was collected"
+        }
+        "opt_in_revoked" => {
+            "consent for this opt-in was withdrawn after it was given; record a new opt-in"
+        }
+        "already_revoked" => "already revoked",
+        _ => "the request conflicts with what is already recorded",
     }
 }
 

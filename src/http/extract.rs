@@ -18,11 +18,11 @@ pub struct BodyLimit(pub usize);
 
 const DEFAULT_LIMIT: usize = 2 * 1024 * 1024;
 
-/// A JSON request body. Errors: 415 for another content type, 413 above the body
-/// limit, 400 for malformed JSON, 422 naming the field for a value of the wrong
-/// shape.
+/// A JSON request body, and its raw bytes (for Idempotency-Key fingerprints).
+/// Errors: 415 for another content type, 413 above the body limit, 400 for
+/// malformed JSON, 422 naming the field for a value of the wrong shape.
 #[derive(Debug)]
-pub struct Json<T>(pub T);
+pub struct Json<T>(pub T, pub actix_web::web::Bytes);
 
 impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     type Error = ApiError;
@@ -59,7 +59,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
                 }
                 body.extend_from_slice(&chunk);
             }
-            parse_json(&body).map(Json)
+            let body = body.freeze();
+            parse_json(&body).map(|value| Json(value, body))
         })
     }
 }
@@ -240,5 +241,34 @@ mod tests {
                 "{body:?}"
             );
         }
+    }
+}
+
+/// The `Idempotency-Key` header of a write, if any: 1 to 255 visible ASCII
+/// characters.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey(pub Option<String>);
+
+impl FromRequest for IdempotencyKey {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<IdempotencyKey, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let value = req.headers().get("idempotency-key");
+        std::future::ready(match value {
+            None => Ok(IdempotencyKey(None)),
+            Some(v) => match v.to_str() {
+                Ok(text)
+                    if (1..=255).contains(&text.len())
+                        && text.bytes().all(|b| (0x21..=0x7e).contains(&b)) =>
+                {
+                    Ok(IdempotencyKey(Some(text.to_owned())))
+                }
+                _ => Err(ApiError::invalid(
+                    "Idempotency-Key",
+                    "must be 1 to 255 visible ASCII characters",
+                )),
+            },
+        })
     }
 }

@@ -17,7 +17,7 @@ use self::error::ApiError;
 /// The route table: every handler, registered with `.service()` so that the
 /// OpenAPI document sees it.
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    use handlers::{businesses, keys, ops};
+    use handlers::{blocks, businesses, checks, inbound_messages, keys, ops, opt_ins, revocations};
     cfg.service(ops::health::check_health)
         .service(ops::ready::check_ready)
         .service(ops::metrics::render_metrics)
@@ -25,7 +25,15 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(businesses::create::create_business)
         .service(keys::create::create_key)
         .service(keys::list::list_keys)
-        .service(keys::revoke::revoke_key);
+        .service(keys::revoke::revoke_key)
+        .service(opt_ins::record::record_opt_in)
+        .service(opt_ins::confirm::confirm_opt_in)
+        .service(revocations::record::record_revocation)
+        .service(blocks::block::record_block)
+        .service(blocks::unblock::record_unblock)
+        .service(inbound_messages::record::record_inbound_message)
+        .service(checks::check::check_contact)
+        .service(checks::batch::check_contacts_batch);
 }
 
 /// Which methods each route pattern has, to answer 405 (with `Allow`) rather than

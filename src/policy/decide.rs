@@ -20,7 +20,7 @@ use super::model::{AllowedBy, Category, Policy, Price};
 use crate::domain::history::{Fact, OptInFact, SubjectHistory};
 
 /// Why a decision came out the way it did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// Allowed: an active opt-in covers the category.
@@ -80,7 +80,7 @@ impl std::fmt::Display for Reason {
 }
 
 /// The legal basis of an allowing decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Basis {
     /// Consent (GDPR Art. 6(1)(a)): the opt-in that is the proof (Art. 7(1)).
@@ -161,9 +161,18 @@ pub fn decide(
 
     // Consent is the stronger basis, so it is named when both allow; the window
     // still decides billing below.
+    // A window opened no later than the category's latest revocation does not
+    // allow it: the STOP message itself opens a window, and that must not re-allow
+    // what it withdrew (Art. 7(3)). A later message from the subject does.
+    let revoked_since_window = consent
+        .as_ref()
+        .and_then(|c| c.last_revocation)
+        .is_some_and(|revoked_at| {
+            last_inbound(history, view).is_none_or(|inbound| inbound <= revoked_at)
+        });
     let allowed = match (consent.as_ref().and_then(|c| c.active), window_expires_at) {
         (Some(opt_in_id), _) => Some((Reason::Consent, Basis::OptIn { opt_in_id })),
-        (None, Some(expires_at)) if rules.allows(AllowedBy::Window) => {
+        (None, Some(expires_at)) if rules.allows(AllowedBy::Window) && !revoked_since_window => {
             Some((Reason::ServiceWindow, Basis::Window { expires_at }))
         }
         _ => None,
@@ -337,9 +346,24 @@ fn open_window(history: &SubjectHistory, policy: &Policy, view: View) -> Option<
         .filter(|expires_at| view.world < *expires_at)
 }
 
+/// When the latest visible user-initiated message was received.
+fn last_inbound(history: &SubjectHistory, view: View) -> Option<DateTime<Utc>> {
+    history
+        .facts
+        .iter()
+        .filter(|f| view.sees(f))
+        .filter_map(|f| match f {
+            Fact::Inbound { received_at, .. } => Some(*received_at),
+            _ => None,
+        })
+        .max()
+}
+
 /// What the opt-in facts say about one category.
 #[derive(Debug, Default)]
 struct ConsentState {
+    /// When the category was last revoked (erasure not counted).
+    last_revocation: Option<DateTime<Utc>>,
     /// The deciding active opt-in.
     active: Option<Uuid>,
     /// The latest word for the category was a revocation (erasure not counted).
@@ -425,6 +449,7 @@ fn consent_state(
         .map(|(.., id)| id);
     let no_opt_in_since = |t: DateTime<Utc>| latest_opt_in.is_none_or(|o| o <= t);
     ConsentState {
+        last_revocation,
         active,
         revoked: last_revocation.is_some_and(no_opt_in_since),
         expired: deciding.is_some() && active.is_none(),
@@ -1113,6 +1138,35 @@ mod tests {
                 "utility",
                 t0 + h(3),
                 Expect::service_window(t0 + h(26)).free(),
+            ),
+            case(
+                "the STOP message opens a window, but it does not re-allow what it revoked",
+                vec![
+                    opt_in(1, &["utility"], t0),
+                    stop(t0 + h(1)),
+                    inbound(t0 + h(1)),
+                ],
+                "utility",
+                t0 + h(2),
+                Expect::deny(Revoked).window(Some(t0 + h(25))),
+            ),
+            case(
+                "a revocation after the window opened closes it for that category",
+                vec![inbound(t0), revoke_all(t0 + h(1))],
+                "utility",
+                t0 + h(2),
+                Expect::deny(Revoked).window(Some(t0 + h(24))),
+            ),
+            case(
+                "the STOP message's window still allows the service reply confirming it",
+                vec![
+                    opt_in(1, &["utility"], t0),
+                    stop(t0 + h(1)),
+                    inbound(t0 + h(1)),
+                ],
+                "service",
+                t0 + h(2),
+                Expect::service_window(t0 + h(25)),
             ),
             case(
                 "a STOP does not stop service replies inside a later window",

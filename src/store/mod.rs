@@ -11,8 +11,9 @@
 pub mod audit;
 pub mod businesses;
 pub mod keys;
+pub mod ledger;
 pub mod migrations;
-mod rows;
+pub(crate) mod rows;
 pub mod schema;
 
 use std::path::PathBuf;
@@ -136,6 +137,25 @@ impl From<r2d2::PoolError> for StoreError {
     fn from(e: r2d2::PoolError) -> Self {
         StoreError::Unavailable(e.to_string())
     }
+}
+
+/// An Idempotency-Key and what identifies the request it came with.
+#[derive(Debug, Clone)]
+pub struct IdempotencyRequest {
+    pub key: String,
+    /// A keyed digest of the request (method, route, body).
+    pub request_hash: [u8; 32],
+    /// The status the fresh response is sent with.
+    pub status: u16,
+}
+
+/// What an idempotent write did.
+#[derive(Debug)]
+pub enum Written<T> {
+    /// Written now; `T` is the response.
+    Fresh(T),
+    /// A retry: the first response, as stored.
+    Replayed(ledger::IdempotentResponse),
 }
 
 /// Opens connections for the pool, for the backend the URL names.
@@ -300,15 +320,84 @@ impl Store {
     where
         F: FnOnce(&mut DbConnection) -> Result<(T, Vec<NewEvent>), StoreError>,
     {
+        let no_body = |_: &T| -> Result<String, StoreError> { unreachable!("no idempotency key") };
+        match self.write_idempotent_blocking(conn, business_id, actor, None, no_body, change)? {
+            Written::Fresh(value) => Ok(value),
+            Written::Replayed(_) => unreachable!("no idempotency key, no replay"),
+        }
+    }
+
+    /// [`Store::write`] with an optional Idempotency-Key: under the same lock, a key
+    /// seen before with the same request answers the stored first response (nothing
+    /// is written twice), with another request it is a conflict; a new key stores
+    /// this write's response (`value` serialised, with `request.status`) in the same
+    /// transaction as the write.
+    pub async fn write_idempotent<T, F>(
+        &self,
+        business_id: Uuid,
+        actor: Actor,
+        request: Option<IdempotencyRequest>,
+        change: F,
+    ) -> Result<Written<T>, StoreError>
+    where
+        T: serde::Serialize + Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<(T, Vec<NewEvent>), StoreError> + Send + 'static,
+    {
+        let this = self.clone();
+        let to_body = |value: &T| {
+            serde_json::to_string(value).map_err(|e| StoreError::Internal(format!("response: {e}")))
+        };
+        self.run(move |conn| {
+            this.write_idempotent_blocking(conn, business_id, actor, request, to_body, change)
+        })
+        .await
+    }
+
+    fn write_idempotent_blocking<T, F>(
+        &self,
+        conn: &mut DbConnection,
+        business_id: Uuid,
+        actor: Actor,
+        request: Option<IdempotencyRequest>,
+        to_body: impl FnOnce(&T) -> Result<String, StoreError>,
+        change: F,
+    ) -> Result<Written<T>, StoreError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<(T, Vec<NewEvent>), StoreError>,
+    {
         self.transaction(conn, |conn| {
             // First statement of the transaction is a write: on PostgreSQL it takes
             // the head row's lock (concurrent writers of this business queue here,
             // so sequence numbers cannot fork or gap); on SQLite it takes the write
             // lock before anything is read, so no snapshot can go stale.
             let head = audit::lock_head(conn, business_id)?;
+            if let Some(request) = &request {
+                if let Some(first) = ledger::idempotent_response(conn, business_id, &request.key)? {
+                    return if first.request_hash == request.request_hash {
+                        Ok(Written::Replayed(first))
+                    } else {
+                        Err(StoreError::Conflict("idempotency_key_reused"))
+                    };
+                }
+            }
             let (value, events) = change(conn)?;
             audit::append(conn, head, actor, events)?;
-            Ok(value)
+            if let Some(request) = request {
+                let body = to_body(&value)?;
+                let response = ledger::IdempotentResponse {
+                    request_hash: request.request_hash.to_vec(),
+                    status: request.status,
+                    body,
+                };
+                ledger::insert_idempotent_response(
+                    conn,
+                    business_id,
+                    &request.key,
+                    &response,
+                    crate::domain::time::now(),
+                )?;
+            }
+            Ok(Written::Fresh(value))
         })
     }
 

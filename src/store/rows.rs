@@ -92,3 +92,68 @@ impl From<&StoredEvent> for AuditEventRow {
         }
     }
 }
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::facts)]
+pub struct FactRow {
+    pub id: String,
+    pub business_id: String,
+    pub subject_id: String,
+    pub kind: String,
+    pub effective_at: NaiveDateTime,
+    pub recorded_at: NaiveDateTime,
+    pub categories: Option<String>,
+    pub opt_in_id: Option<String>,
+    pub channel: Option<String>,
+    pub entry_point: Option<String>,
+    pub by_keyword: bool,
+    pub evidence: Option<Vec<u8>>,
+}
+
+fn split_categories(text: Option<&str>) -> Option<Vec<String>> {
+    text.map(|t| t.split_whitespace().map(str::to_owned).collect())
+}
+
+impl FactRow {
+    /// The decision's view of this row.
+    pub fn to_fact(&self) -> Result<crate::domain::history::Fact, StoreError> {
+        use crate::domain::history::{Fact, OptInFact};
+        let effective_at = from_naive(self.effective_at);
+        let recorded_at = from_naive(self.recorded_at);
+        Ok(match self.kind.as_str() {
+            "opt_in" => Fact::OptIn(OptInFact {
+                id: parse_id(&self.id)?,
+                categories: split_categories(self.categories.as_deref()).unwrap_or_default(),
+                collected_at: effective_at,
+                recorded_at,
+                confirmed_on_record: self.by_keyword,
+            }),
+            "confirmation" => Fact::Confirmation {
+                opt_in_id: parse_id(self.opt_in_id.as_deref().unwrap_or_default())?,
+                confirmed_at: effective_at,
+                recorded_at,
+            },
+            "revocation" => Fact::Revocation {
+                id: parse_id(&self.id)?,
+                categories: split_categories(self.categories.as_deref()),
+                at: effective_at,
+                recorded_at,
+                by_keyword: self.by_keyword,
+            },
+            "block" => Fact::Block {
+                at: effective_at,
+                recorded_at,
+            },
+            "unblock" => Fact::Unblock {
+                at: effective_at,
+                recorded_at,
+            },
+            "inbound" => Fact::Inbound {
+                received_at: effective_at,
+                recorded_at,
+                entry_point: self.entry_point.clone(),
+            },
+            _ => return Err(StoreError::Corrupt("facts.kind".into())),
+        })
+    }
+}

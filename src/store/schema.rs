@@ -56,14 +56,6 @@ diesel::joinable!(api_keys -> businesses (business_id));
 diesel::joinable!(audit_events -> businesses (business_id));
 diesel::joinable!(audit_heads -> businesses (business_id));
 
-diesel::allow_tables_to_appear_in_same_query!(
-    meta,
-    businesses,
-    api_keys,
-    audit_heads,
-    audit_events
-);
-
 /// Every table and its columns, in declaration order: what the migration tests
 /// expect each backend to have.
 pub const TABLES: &[(&str, &[&str])] = &[
@@ -83,6 +75,45 @@ pub const TABLES: &[(&str, &[&str])] = &[
     ),
     ("audit_heads", &["business_id", "seq", "hash"]),
     (
+        "subjects",
+        &[
+            "id",
+            "business_id",
+            "pseudonym",
+            "wrapped_key",
+            "phone",
+            "created_at",
+        ],
+    ),
+    (
+        "facts",
+        &[
+            "id",
+            "business_id",
+            "subject_id",
+            "kind",
+            "effective_at",
+            "recorded_at",
+            "categories",
+            "opt_in_id",
+            "channel",
+            "entry_point",
+            "by_keyword",
+            "evidence",
+        ],
+    ),
+    (
+        "idempotency_keys",
+        &[
+            "business_id",
+            "key",
+            "request_hash",
+            "status",
+            "response",
+            "created_at",
+        ],
+    ),
+    (
         "audit_events",
         &[
             "business_id",
@@ -98,3 +129,56 @@ pub const TABLES: &[(&str, &[&str])] = &[
         ],
     ),
 ];
+
+diesel::table! {
+    subjects (id) {
+        id -> Text,
+        business_id -> Text,
+        pseudonym -> Binary,
+        wrapped_key -> Nullable<Binary>,
+        phone -> Nullable<Binary>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    facts (id) {
+        id -> Text,
+        business_id -> Text,
+        subject_id -> Text,
+        kind -> Text,
+        effective_at -> Timestamp,
+        recorded_at -> Timestamp,
+        categories -> Nullable<Text>,
+        opt_in_id -> Nullable<Text>,
+        channel -> Nullable<Text>,
+        entry_point -> Nullable<Text>,
+        by_keyword -> Bool,
+        evidence -> Nullable<Binary>,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (business_id, key) {
+        business_id -> Text,
+        key -> Text,
+        request_hash -> Binary,
+        status -> Integer,
+        response -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(facts -> subjects (subject_id));
+diesel::joinable!(subjects -> businesses (business_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    meta,
+    businesses,
+    api_keys,
+    audit_heads,
+    audit_events,
+    subjects,
+    facts,
+    idempotency_keys,
+);

@@ -1,10 +1,143 @@
 //! One module per resource, one file per action.
 
+pub mod blocks;
 pub mod businesses;
+pub mod checks;
+pub mod inbound_messages;
 pub mod keys;
 pub mod ops;
+pub mod opt_ins;
+pub mod revocations;
 
-use super::error::FieldError;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
+use serde::Serialize;
+
+use super::auth::Principal;
+use super::error::{ApiError, FieldError};
+use super::extract::IdempotencyKey;
+use crate::domain::evidence::FieldProblem;
+use crate::domain::phone::{Phone, PhoneError};
+use crate::ledger::{Caller, Ledger};
+use crate::policy::{Category, Policy};
+use crate::store::{IdempotencyRequest, Written};
+
+/// The caller of a ledger operation. A business whose policy is not loaded cannot
+/// be answered (fail closed): 503.
+pub(crate) fn caller(principal: &Principal, ledger: &Ledger) -> Result<Caller, ApiError> {
+    let policy = ledger.policy(&principal.policy).ok_or_else(|| {
+        ApiError::Unavailable(format!("policy {} is not loaded", principal.policy))
+    })?;
+    Ok(Caller {
+        business_id: principal.business_id,
+        actor: principal.actor(),
+        policy,
+    })
+}
+
+/// Parses a phone number, recording the problem against the right field.
+pub(crate) fn parse_phone(
+    field: &str,
+    phone: &str,
+    default_region: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> Option<Phone> {
+    match Phone::parse(phone, default_region) {
+        Ok(phone) => Some(phone),
+        Err(e @ (PhoneError::MalformedRegion | PhoneError::UnknownRegion)) => {
+            errors.push(FieldError::new("default_region", e.to_string()));
+            None
+        }
+        Err(e) => {
+            errors.push(FieldError::new(field, e.to_string()));
+            None
+        }
+    }
+}
+
+/// Categories of the business's policy; unknown names and an empty list are errors.
+pub(crate) fn parse_categories(
+    policy: &Policy,
+    field: &str,
+    names: &[String],
+    errors: &mut Vec<FieldError>,
+) -> Option<Vec<Category>> {
+    if names.is_empty() {
+        errors.push(FieldError::new(field, "must name at least one category"));
+        return None;
+    }
+    let mut categories: Vec<Category> = Vec::with_capacity(names.len());
+    let mut ok = true;
+    for (i, name) in names.iter().enumerate() {
+        match policy.category(name) {
+            Some(c) => {
+                if !categories.contains(&c) {
+                    categories.push(c);
+                }
+            }
+            None => {
+                ok = false;
+                errors.push(FieldError::new(
+                    format!("{field}[{i}]"),
+                    unknown_category(policy),
+                ));
+            }
+        }
+    }
+    ok.then_some(categories)
+}
+
+pub(crate) fn unknown_category(policy: &Policy) -> String {
+    let names: Vec<String> = policy.categories().map(|c| c.as_str().to_owned()).collect();
+    format!(
+        "is not a category of policy {}; known: {}",
+        policy.name(),
+        names.join(", ")
+    )
+}
+
+pub(crate) fn evidence_errors(problems: Vec<FieldProblem>) -> impl Iterator<Item = FieldError> {
+    problems
+        .into_iter()
+        .map(|p| FieldError::new(p.field, p.message))
+}
+
+/// The Idempotency-Key of a write with a keyed digest of the request.
+pub(crate) fn idempotency(
+    req: &HttpRequest,
+    key: IdempotencyKey,
+    ledger: &Ledger,
+    caller: &Caller,
+    body: &[u8],
+    status: StatusCode,
+) -> Option<IdempotencyRequest> {
+    let key = key.0?;
+    let route = req.match_pattern().unwrap_or_default();
+    let request_hash = ledger.keys().fingerprint_key(caller.business_id).digest(&[
+        req.method().as_str().as_bytes(),
+        route.as_bytes(),
+        body,
+    ]);
+    Some(IdempotencyRequest {
+        key,
+        request_hash,
+        status: status.as_u16(),
+    })
+}
+
+/// The response of a write: fresh, or the stored first response of a retry
+/// (marked with `Idempotency-Replayed: true`).
+pub(crate) fn written<T: Serialize>(written: Written<T>, status: StatusCode) -> HttpResponse {
+    match written {
+        Written::Fresh(value) => HttpResponse::build(status).json(value),
+        Written::Replayed(first) => {
+            HttpResponse::build(StatusCode::from_u16(first.status).unwrap_or(status))
+                .content_type("application/json")
+                .insert_header(("idempotency-replayed", "true"))
+                .body(first.body)
+        }
+    }
+}
 
 /// A trimmed display name of 1..=`max` characters with no control characters.
 pub(crate) fn display_name(field: &str, value: &str, max: usize) -> Result<String, FieldError> {

@@ -1,0 +1,77 @@
+use actix_web::{HttpResponse, post, web};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::check_as_of;
+use crate::domain::Scope;
+use crate::http::auth::Principal;
+use crate::http::error::{ApiError, FieldError, Problem};
+use crate::http::extract::Json;
+use crate::http::handlers::{caller, parse_phone, unknown_category};
+use crate::ledger::Ledger;
+use crate::ledger::check::CheckResponse;
+
+/// May this business send a message of this category to this number?
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckContactRequest {
+    pub phone: String,
+    pub default_region: Option<String>,
+    /// A category of the business's policy, e.g. `marketing`.
+    pub category: String,
+    /// Answer as of this past instant (auditors: "was this send allowed then?");
+    /// default now.
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+/// may_contact for one number: allowed, why, on what basis, whether billed.
+/// Fails closed: when the consent state cannot be read the answer is 503 with
+/// `allowed: false`. Prices are estimates from the policy.
+#[utoipa::path(
+    tag = "checks",
+    security(("api_key" = ["checks:read"])),
+    request_body = CheckContactRequest,
+    responses(
+        (status = 200, body = CheckResponse),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid phone, unknown category or a future as_of", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "state unavailable: the answer is no (`allowed: false`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[post("/v1/checks")]
+#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+pub async fn check_contact(
+    principal: Principal,
+    ledger: web::Data<Ledger>,
+    body: Json<CheckContactRequest>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::ChecksRead)?;
+    let caller =
+        caller(&principal, &ledger).map_err(|e| ApiError::CheckUnavailable(e.to_string()))?;
+    let request = body.0;
+    let mut errors = Vec::new();
+    let phone = parse_phone(
+        "phone",
+        &request.phone,
+        request.default_region.as_deref(),
+        &mut errors,
+    );
+    let category = caller.policy.category(&request.category);
+    if category.is_none() {
+        errors.push(FieldError::new(
+            "category",
+            unknown_category(&caller.policy),
+        ));
+    }
+    let as_of = check_as_of(request.as_of, &caller.policy, &mut errors);
+    let (Some(phone), Some(category), true) = (phone, category, errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let answer = ledger
+        .check(&caller, &phone, &category, as_of)
+        .await
+        .map_err(|e| ApiError::CheckUnavailable(e.to_string()))?;
+    Ok(HttpResponse::Ok().json(answer))
+}

@@ -1,0 +1,3 @@
+//! Inbound messages from the messaging webhook (scope `consents:write`).
+
+pub mod record;

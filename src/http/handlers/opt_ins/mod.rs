@@ -1,0 +1,4 @@
+//! Opt-ins (scope `consents:write`).
+
+pub mod confirm;
+pub mod record;

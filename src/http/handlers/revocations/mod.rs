@@ -1,0 +1,3 @@
+//! Revocations (scope `consents:write`).
+
+pub mod record;

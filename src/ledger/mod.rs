@@ -1,0 +1,184 @@
+//! The consent ledger: recording opt-ins, confirmations, revocations, blocks and
+//! inbound messages, and answering `may_contact`. This is the application layer
+//! between HTTP and storage: it parses nothing (handlers hand it validated
+//! commands), knows neither actix nor diesel (the store does the SQL), and reads
+//! like the product: find the subject by its keyed hash, seal what is personal,
+//! append the fact and its audit event in one transaction; for a check, load the
+//! history and call the pure `policy::decide`.
+
+pub mod check;
+pub mod record;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::crypto::envelope::{Aad, DataKey, Kek};
+use crate::crypto::fingerprint::FingerprintKey;
+use crate::crypto::master_key::MasterKey;
+use crate::crypto::pseudonym::PseudonymKey;
+use crate::domain::Actor;
+use crate::domain::phone::Phone;
+use crate::policy::{Policy, PolicySet};
+use crate::store::ledger::{self as rows, SubjectKeys};
+use crate::store::{DbConnection, Store, StoreError};
+
+/// The keys everything personal hangs on, derived once from the master key.
+pub struct Keyring {
+    master: MasterKey,
+    kek: Kek,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keyring([redacted])")
+    }
+}
+
+impl Keyring {
+    pub fn new(master: MasterKey) -> Keyring {
+        let kek = Kek::derive(&master);
+        Keyring { master, kek }
+    }
+
+    /// The subject-lookup key of a business (HKDF: microseconds, so per request).
+    pub fn pseudonym_key(&self, business_id: Uuid) -> PseudonymKey {
+        PseudonymKey::derive(&self.master, business_id)
+    }
+
+    pub fn fingerprint_key(&self, business_id: Uuid) -> FingerprintKey {
+        FingerprintKey::derive(&self.master, business_id)
+    }
+
+    pub fn kek(&self) -> &Kek {
+        &self.kek
+    }
+}
+
+/// Who is asking, for which business, under which policy.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub business_id: Uuid,
+    pub actor: Actor,
+    pub policy: Arc<Policy>,
+}
+
+/// The consent ledger service. Cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    store: Store,
+    keys: Arc<Keyring>,
+    policies: Arc<PolicySet>,
+}
+
+impl Ledger {
+    pub fn new(store: Store, keys: Arc<Keyring>, policies: Arc<PolicySet>) -> Ledger {
+        Ledger {
+            store,
+            keys,
+            policies,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
+    }
+
+    /// The policy a business is bound to. A business whose policy is no longer
+    /// loaded cannot be answered: the caller fails closed.
+    pub fn policy(&self, name: &str) -> Option<Arc<Policy>> {
+        self.policies.get(name)
+    }
+}
+
+/// The name and exact version of the policy a decision or record applied.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PolicyRef {
+    /// e.g. `whatsapp-eu`.
+    pub name: String,
+    /// The policy's own version plus a hash of its file, so an auditor knows exactly
+    /// which rules applied, e.g. `2026-11-01+sha256:3f2a9c01b7e4`.
+    pub version: String,
+}
+
+impl PolicyRef {
+    pub fn of(policy: &Policy) -> PolicyRef {
+        PolicyRef {
+            name: policy.name().to_owned(),
+            version: policy.versioned().to_owned(),
+        }
+    }
+}
+
+/// A subject's data key, opened for this write.
+pub(crate) struct OpenSubject {
+    pub id: Uuid,
+    pub key: DataKey,
+}
+
+impl OpenSubject {
+    /// Seals a personal value of this subject (AAD binds it to business, subject
+    /// and field, so it cannot be moved elsewhere and still open).
+    pub fn seal(&self, business_id: Uuid, field: &'static str, plaintext: &[u8]) -> Vec<u8> {
+        self.key
+            .seal(&Aad::new(business_id, self.id, field), plaintext)
+    }
+}
+
+/// Finds the subject of `phone` in the business, or creates it with a fresh data
+/// key (wrapped by the master key) and the number sealed under it. Runs inside the
+/// write transaction, under the business's lock.
+pub(crate) fn open_or_create_subject(
+    conn: &mut DbConnection,
+    keys: &Keyring,
+    business_id: Uuid,
+    phone: &Phone,
+    pseudonym: &[u8; 32],
+) -> Result<OpenSubject, StoreError> {
+    match rows::find_subject(conn, business_id, pseudonym)? {
+        Some(SubjectKeys {
+            id,
+            wrapped_key: Some(wrapped),
+        }) => {
+            let key = DataKey::unwrap(&wrapped, keys.kek(), business_id, id)
+                .map_err(|_| StoreError::Corrupt("a subject's data key does not unwrap".into()))?;
+            Ok(OpenSubject { id, key })
+        }
+        Some(SubjectKeys {
+            wrapped_key: None, ..
+        }) => Err(StoreError::Corrupt(
+            "a subject without a data key was found by its pseudonym".into(),
+        )),
+        None => {
+            let id = Uuid::now_v7();
+            let key = DataKey::generate();
+            let subject = OpenSubject { id, key };
+            let keys_row = SubjectKeys {
+                id,
+                wrapped_key: Some(subject.key.wrap(keys.kek(), business_id, id)),
+            };
+            let sealed_phone = subject.seal(business_id, "phone", phone.as_e164().as_bytes());
+            rows::insert_subject(
+                conn,
+                business_id,
+                &keys_row,
+                pseudonym,
+                sealed_phone,
+                crate::domain::time::now(),
+            )?;
+            Ok(subject)
+        }
+    }
+}
+
+/// Base64 of a sealed value, as it appears in audit event data.
+pub(crate) fn sealed_text(sealed: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(sealed)
+}

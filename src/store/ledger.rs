@@ -1,0 +1,263 @@
+//! The consent ledger's rows: subjects (found by keyed hash), append-only facts,
+//! and Idempotency-Key records. Everything personal arrives here already sealed.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use super::rows::{FactRow, parse_id, to_naive};
+use super::schema::{facts, idempotency_keys, subjects};
+use super::{DbConnection, StoreError};
+use crate::domain::history::SubjectHistory;
+
+/// The kinds of fact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactKind {
+    OptIn,
+    Confirmation,
+    Revocation,
+    Block,
+    Unblock,
+    Inbound,
+}
+
+impl FactKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FactKind::OptIn => "opt_in",
+            FactKind::Confirmation => "confirmation",
+            FactKind::Revocation => "revocation",
+            FactKind::Block => "block",
+            FactKind::Unblock => "unblock",
+            FactKind::Inbound => "inbound",
+        }
+    }
+}
+
+/// A fact to append.
+#[derive(Debug, Clone)]
+pub struct NewFact {
+    pub id: Uuid,
+    pub business_id: Uuid,
+    pub subject_id: Uuid,
+    pub kind: FactKind,
+    pub effective_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    /// `None`: not applicable, or (revocations) every category.
+    pub categories: Option<Vec<String>>,
+    pub opt_in_id: Option<Uuid>,
+    pub channel: Option<String>,
+    pub entry_point: Option<String>,
+    /// Revocations: from an opt-out keyword. Opt-ins: confirmed on record (keyword).
+    pub by_keyword: bool,
+    /// Sealed evidence JSON.
+    pub evidence: Option<Vec<u8>>,
+}
+
+/// A subject as the write path needs it.
+#[derive(Debug, Clone)]
+pub struct SubjectKeys {
+    pub id: Uuid,
+    /// The wrapped data key; `None` once erased.
+    pub wrapped_key: Option<Vec<u8>>,
+}
+
+/// The subject with this pseudonym in this business, if any.
+pub fn find_subject(
+    conn: &mut DbConnection,
+    business_id: Uuid,
+    pseudonym: &[u8; 32],
+) -> Result<Option<SubjectKeys>, StoreError> {
+    let row = subjects::table
+        .filter(subjects::business_id.eq(business_id.to_string()))
+        .filter(subjects::pseudonym.eq(pseudonym.as_slice()))
+        .select((subjects::id, subjects::wrapped_key))
+        .first::<(String, Option<Vec<u8>>)>(conn)
+        .optional()?;
+    row.map(|(id, wrapped_key)| {
+        Ok(SubjectKeys {
+            id: parse_id(&id)?,
+            wrapped_key,
+        })
+    })
+    .transpose()
+}
+
+/// Inserts a new subject. Runs under the business's write lock, so a find that
+/// came back empty cannot race another insert of the same pseudonym.
+pub fn insert_subject(
+    conn: &mut DbConnection,
+    business_id: Uuid,
+    subject: &SubjectKeys,
+    pseudonym: &[u8; 32],
+    sealed_phone: Vec<u8>,
+    created_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    diesel::insert_into(subjects::table)
+        .values((
+            subjects::id.eq(subject.id.to_string()),
+            subjects::business_id.eq(business_id.to_string()),
+            subjects::pseudonym.eq(pseudonym.to_vec()),
+            subjects::wrapped_key.eq(subject.wrapped_key.clone()),
+            subjects::phone.eq(Some(sealed_phone)),
+            subjects::created_at.eq(to_naive(created_at)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Appends a fact.
+pub fn insert_fact(conn: &mut DbConnection, fact: &NewFact) -> Result<(), StoreError> {
+    diesel::insert_into(facts::table)
+        .values(FactRow {
+            id: fact.id.to_string(),
+            business_id: fact.business_id.to_string(),
+            subject_id: fact.subject_id.to_string(),
+            kind: fact.kind.as_str().to_owned(),
+            effective_at: to_naive(fact.effective_at),
+            recorded_at: to_naive(fact.recorded_at),
+            categories: fact.categories.as_ref().map(|c| c.join(" ")),
+            opt_in_id: fact.opt_in_id.map(|id| id.to_string()),
+            channel: fact.channel.clone(),
+            entry_point: fact.entry_point.clone(),
+            by_keyword: fact.by_keyword,
+            evidence: fact.evidence.clone(),
+        })
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Every fact of one subject, as the decision reads them.
+pub fn history(conn: &mut DbConnection, subject_id: Uuid) -> Result<SubjectHistory, StoreError> {
+    let rows: Vec<FactRow> = facts::table
+        .filter(facts::subject_id.eq(subject_id.to_string()))
+        .select(FactRow::as_select())
+        .load(conn)?;
+    Ok(SubjectHistory::new(
+        rows.iter()
+            .map(FactRow::to_fact)
+            .collect::<Result<_, _>>()?,
+    ))
+}
+
+/// One fact by id within a business (e.g. the opt-in a confirmation names).
+pub fn fact(conn: &mut DbConnection, business_id: Uuid, id: Uuid) -> Result<FactRow, StoreError> {
+    Ok(facts::table
+        .filter(facts::id.eq(id.to_string()))
+        .filter(facts::business_id.eq(business_id.to_string()))
+        .select(FactRow::as_select())
+        .first(conn)?)
+}
+
+/// Rows per query when looking up many subjects at once (well under both
+/// backends' bind-parameter limits).
+const LOOKUP_CHUNK: usize = 900;
+
+/// The histories of the subjects with these pseudonyms; a pseudonym with no subject
+/// is absent from the map (it has no facts). One round trip per chunk.
+pub fn histories_by_pseudonym(
+    conn: &mut DbConnection,
+    business_id: Uuid,
+    pseudonyms: &[[u8; 32]],
+) -> Result<HashMap<[u8; 32], SubjectHistory>, StoreError> {
+    let mut out: HashMap<[u8; 32], SubjectHistory> = HashMap::with_capacity(pseudonyms.len());
+    for chunk in pseudonyms.chunks(LOOKUP_CHUNK) {
+        let keys: Vec<&[u8]> = chunk.iter().map(|p| p.as_slice()).collect();
+        let rows: Vec<(Vec<u8>, Option<FactRow>)> = subjects::table
+            .left_join(facts::table)
+            .filter(subjects::business_id.eq(business_id.to_string()))
+            .filter(subjects::pseudonym.eq_any(keys))
+            .select((subjects::pseudonym, Option::<FactRow>::as_select()))
+            .load(conn)?;
+        for (pseudonym, row) in rows {
+            let key: [u8; 32] = pseudonym
+                .as_slice()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("subjects.pseudonym".into()))?;
+            let history = out.entry(key).or_default();
+            if let Some(row) = row {
+                history.facts.push(row.to_fact()?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A stored first response to an idempotent write.
+#[derive(Debug, Clone)]
+pub struct IdempotentResponse {
+    pub request_hash: Vec<u8>,
+    pub status: u16,
+    pub body: String,
+}
+
+pub fn idempotent_response(
+    conn: &mut DbConnection,
+    business_id: Uuid,
+    key: &str,
+) -> Result<Option<IdempotentResponse>, StoreError> {
+    let row = idempotency_keys::table
+        .find((business_id.to_string(), key))
+        .select((
+            idempotency_keys::request_hash,
+            idempotency_keys::status,
+            idempotency_keys::response,
+        ))
+        .first::<(Vec<u8>, i32, String)>(conn)
+        .optional()?;
+    Ok(row.map(|(request_hash, status, body)| IdempotentResponse {
+        request_hash,
+        status: u16::try_from(status).unwrap_or(500),
+        body,
+    }))
+}
+
+pub fn insert_idempotent_response(
+    conn: &mut DbConnection,
+    business_id: Uuid,
+    key: &str,
+    response: &IdempotentResponse,
+    created_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    diesel::insert_into(idempotency_keys::table)
+        .values((
+            idempotency_keys::business_id.eq(business_id.to_string()),
+            idempotency_keys::key.eq(key),
+            idempotency_keys::request_hash.eq(&response.request_hash),
+            idempotency_keys::status.eq(i32::from(response.status)),
+            idempotency_keys::response.eq(&response.body),
+            idempotency_keys::created_at.eq(to_naive(created_at)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The wrapped data key of a subject of this business.
+pub fn subject_keys(
+    conn: &mut DbConnection,
+    business_id: Uuid,
+    subject_id: Uuid,
+) -> Result<SubjectKeys, StoreError> {
+    let wrapped_key = subjects::table
+        .filter(subjects::id.eq(subject_id.to_string()))
+        .filter(subjects::business_id.eq(business_id.to_string()))
+        .select(subjects::wrapped_key)
+        .first::<Option<Vec<u8>>>(conn)?;
+    Ok(SubjectKeys {
+        id: subject_id,
+        wrapped_key,
+    })
+}
+
+/// Whether an opt-in already has a confirmation.
+pub fn is_confirmed(conn: &mut DbConnection, opt_in_id: Uuid) -> Result<bool, StoreError> {
+    use diesel::dsl::exists;
+    Ok(diesel::select(exists(
+        facts::table
+            .filter(facts::opt_in_id.eq(opt_in_id.to_string()))
+            .filter(facts::kind.eq(FactKind::Confirmation.as_str())),
+    ))
+    .get_result(conn)?)
+}
