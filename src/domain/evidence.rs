@@ -1646,34 +1646,31 @@ mod tests {
     #[test]
     fn import_applies_the_original_channel_rules_under_the_fields_own_names() {
         #[rustfmt::skip]
-        let cases: [(&str, &[(&str, &str)], &str); 6] = [
+        // (channel fields, the one field reported, its message, why)
+        let cases = [
             (r#"{"original_channel": "web"}"#,
-                &[("evidence.source_url", "source_url or form_id is required")], "web needs source_url or form_id"),
+                "evidence.source_url", "source_url or form_id is required", "web needs source_url or form_id"),
             (r#"{"original_channel": "web", "source_url": "shop.example"}"#,
-                &[("evidence.source_url", "must be an absolute http or https URL")], "web's URL rule"),
+                "evidence.source_url", "must be an absolute http or https URL", "web's URL rule"),
             (r#"{"original_channel": "app", "app_version": "4.2"}"#,
-                &[("evidence.app_id", "is required")], "app needs app_id"),
+                "evidence.app_id", "is required", "app needs app_id"),
             (r#"{"original_channel": "click_to_chat"}"#,
-                &[("evidence.message_reference", "is required")], "click_to_chat needs message_reference"),
+                "evidence.message_reference", "is required", "click_to_chat needs message_reference"),
             (r#"{"original_channel": "support", "ticket_reference": "T-1"}"#,
-                &[("evidence.staff_id", "is required")], "support needs staff_id"),
+                "evidence.staff_id", "is required", "support needs staff_id"),
             (r#"{"original_channel": "fax", "form_id": "f"}"#,
-                &[("evidence.original_channel", "must be one of web, app, in_store, click_to_chat, keyword, support, api")],
+                "evidence.original_channel", "must be one of web, app, in_store, click_to_chat, keyword, support, api",
                 "an unknown original channel is one problem, its fields are not called foreign"),
         ];
-        for (channel_fields, expected, why) in cases {
+        for (channel_fields, field, message, why) in cases {
             let value = with(
                 evidence_with(channel_fields),
                 "source_system",
                 json!("legacy-crm"),
             );
-            let expected: Vec<(String, String)> = expected
-                .iter()
-                .map(|&(field, message)| (field.to_owned(), message.to_owned()))
-                .collect();
             assert_eq!(
                 refused(Channel::Import, &value, Strictness::OptIn, why),
-                expected,
+                [(field.to_owned(), message.to_owned())],
                 "{why}"
             );
         }
@@ -1779,6 +1776,14 @@ mod tests {
         }
         let error = serde_json::from_str::<Channel>("\"fax\"").expect_err("fax");
         assert!(!error.to_string().contains("fax"), "{error}");
+    }
+
+    #[test]
+    fn the_openapi_schema_of_channel_lists_the_names() {
+        let schema = <Channel as utoipa::PartialSchema>::schema();
+        let schema = serde_json::to_value(&schema).expect("schema");
+        let names: Vec<&str> = Channel::ALL.map(Channel::as_str).to_vec();
+        assert_eq!(schema["enum"], json!(names), "{schema}");
     }
 
     #[test]

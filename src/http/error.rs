@@ -52,8 +52,8 @@ pub struct Problem {
     /// The invalid fields (validation errors only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
-    /// On a check that could not be answered: always `false`. Senders treat
-    /// anything but a 200 with `allowed: true` as no.
+    /// On every 503: `false`. Senders treat anything but a 200 with
+    /// `allowed: true` as no.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allowed: Option<bool>,
 }
@@ -84,12 +84,10 @@ pub enum ApiError {
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
     /// The store (or another dependency) cannot answer; the cause is logged only.
+    /// The problem carries `allowed: false`: whatever was asked (a check above all),
+    /// nothing may be sent on the strength of this answer (fail closed).
     #[error("unavailable: {0}")]
     Unavailable(String),
-    /// A check could not establish the state: the answer is no (fail closed). The
-    /// problem document carries `allowed: false`.
-    #[error("check unavailable: {0}")]
-    CheckUnavailable(String),
     /// A bug or corrupt data; the cause is logged only.
     #[error("internal error: {0}")]
     Internal(String),
@@ -115,7 +113,6 @@ impl ApiError {
             ApiError::Validation(_) => "validation_failed",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
-            ApiError::CheckUnavailable(_) => "check_unavailable",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -134,7 +131,6 @@ impl ApiError {
             ApiError::Validation(_) => "Invalid request",
             ApiError::RateLimited { .. } => "Too many requests",
             ApiError::Unavailable(_) => "Service unavailable",
-            ApiError::CheckUnavailable(_) => "Consent state unavailable: do not send",
             ApiError::Internal(_) => "Internal error",
         }
     }
@@ -167,12 +163,9 @@ impl ApiError {
                 format!("too many requests; retry after {retry_after_secs} s")
             }
             // 5xx: never the cause.
-            ApiError::CheckUnavailable(_) => {
-                "the consent state cannot be read right now, so the answer is no; retry later"
-                    .to_owned()
-            }
             ApiError::Unavailable(_) => {
-                "the service cannot answer right now; retry later".to_owned()
+                "the service cannot read its state right now, so the answer is no; retry later"
+                    .to_owned()
             }
             ApiError::Internal(_) => "the service failed to handle this request".to_owned(),
         }
@@ -190,7 +183,7 @@ impl ApiError {
                 ApiError::Validation(errors) => errors.clone(),
                 _ => Vec::new(),
             },
-            allowed: matches!(self, ApiError::CheckUnavailable(_)).then_some(false),
+            allowed: matches!(self, ApiError::Unavailable(_)).then_some(false),
         }
     }
 
@@ -233,16 +226,14 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) | ApiError::CheckUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         match self {
-            ApiError::Unavailable(cause) | ApiError::CheckUnavailable(cause) => {
+            ApiError::Unavailable(cause) => {
                 tracing::warn!(cause = %cause, "answering 503")
             }
             ApiError::Internal(cause) => tracing::error!(cause = %cause, "answering 500"),
@@ -257,7 +248,7 @@ impl ResponseError for ApiError {
             ApiError::RateLimited { retry_after_secs } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
-            ApiError::Unavailable(_) | ApiError::CheckUnavailable(_) => {
+            ApiError::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, "1"));
             }
             ApiError::MethodNotAllowed(methods) if !methods.is_empty() => {

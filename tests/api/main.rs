@@ -6,8 +6,10 @@ mod helpers;
 
 mod auth;
 mod chain;
+mod checks;
 mod errors;
 mod keys;
 mod migrations;
 mod openapi;
 mod ops;
+mod privacy;

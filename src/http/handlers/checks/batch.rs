@@ -52,8 +52,7 @@ pub async fn check_contacts_batch(
     body: Json<CheckContactsBatchRequest>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::ChecksRead)?;
-    let caller =
-        caller(&principal, &ledger).map_err(|e| ApiError::CheckUnavailable(e.to_string()))?;
+    let caller = caller(&principal, &ledger).map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let request = body.0;
     let mut errors = Vec::new();
     let category = caller.policy.category(&request.category);
@@ -82,6 +81,6 @@ pub async fn check_contacts_batch(
             as_of,
         )
         .await
-        .map_err(|e| ApiError::CheckUnavailable(e.to_string()))?;
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     Ok(HttpResponse::Ok().json(answer))
 }

@@ -48,8 +48,7 @@ pub async fn check_contact(
     body: Json<CheckContactRequest>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::ChecksRead)?;
-    let caller =
-        caller(&principal, &ledger).map_err(|e| ApiError::CheckUnavailable(e.to_string()))?;
+    let caller = caller(&principal, &ledger).map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let request = body.0;
     let mut errors = Vec::new();
     let phone = parse_phone(
@@ -72,6 +71,6 @@ pub async fn check_contact(
     let answer = ledger
         .check(&caller, &phone, &category, as_of)
         .await
-        .map_err(|e| ApiError::CheckUnavailable(e.to_string()))?;
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     Ok(HttpResponse::Ok().json(answer))
 }

@@ -1,0 +1,257 @@
+//! may_contact over HTTP: fail closed, batches, validation, isolation.
+
+use chrono::Utc;
+use diesel::{Connection, RunQueryDsl};
+use serde_json::json;
+
+use crate::backend_tests;
+use crate::helpers::{Backend, TestApp, spawn_app_with};
+
+backend_tests!(
+    a_check_fails_closed_when_no_connection_can_be_had,
+    a_batch_answers_in_input_order_with_counts,
+    a_batch_is_bounded_and_validated,
+    a_check_is_validated_field_by_field,
+    a_check_needs_the_checks_scope,
+);
+
+async fn opt_in(app: &TestApp, key: &str, phone: &str, categories: &[&str]) {
+    let res = app
+        .post(
+            "/v1/opt-ins",
+            Some(key),
+            &json!({"phone": phone, "categories": categories, "channel": "api",
+                    "evidence": {"collected_at": Utc::now().to_rfc3339(), "consent_text_version": "v1", "source_system": "crm"}}),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.body);
+}
+
+/// With every pooled connection taken (the store cannot be reached in time), a
+/// check answers 503 with `allowed: false`: never an allow.
+async fn a_check_fails_closed_when_no_connection_can_be_had(app: TestApp) {
+    let biz = app.create_business("Acme", "whatsapp-global").await;
+    opt_in(&app, &biz.key, "+14155552671", &["utility"]).await;
+    let body = json!({"phone": "+14155552671", "category": "utility"});
+    assert_eq!(
+        app.post("/v1/checks", Some(&biz.key), &body).await.body["allowed"],
+        true
+    );
+    let store = app.store.clone();
+    let held = actix_web::rt::task::spawn_blocking(move || {
+        (0..4).map(|_| store.conn().unwrap()).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let res = app.post("/v1/checks", Some(&biz.key), &body).await;
+    res.assert_problem(503, "unavailable");
+    assert_eq!(res.body["allowed"], false, "a 503 says allowed: false");
+    assert!(res.header("retry-after").is_some());
+    drop(held);
+    assert_eq!(
+        app.post("/v1/checks", Some(&biz.key), &body).await.body["allowed"],
+        true,
+        "recovers"
+    );
+}
+
+/// PostgreSQL going away mid-run (connections killed, new ones refused): checks
+/// answer 503 with `allowed: false`, for single and batch checks alike.
+#[actix_web::test]
+async fn a_check_fails_closed_when_postgresql_goes_away() {
+    let Some(app) = spawn_app_with(Backend::Postgres, |s| s.pool_size = 2).await else {
+        return;
+    };
+    let biz = app.create_business("Acme", "whatsapp-global").await;
+    opt_in(&app, &biz.key, "+14155552671", &["utility"]).await;
+    let body = json!({"phone": "+14155552671", "category": "utility"});
+    assert_eq!(
+        app.post("/v1/checks", Some(&biz.key), &body).await.body["allowed"],
+        true
+    );
+
+    let consentgate::store::DatabaseUrl::Postgres(url) = &app.settings.database else {
+        unreachable!()
+    };
+    let name = url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let admin_url = std::env::var("TEST_POSTGRES_URL").unwrap();
+    let mut admin = diesel::PgConnection::establish(&admin_url).unwrap();
+    diesel::sql_query(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .execute(&mut admin)
+        .unwrap();
+    diesel::sql_query(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .execute(&mut admin)
+    .unwrap();
+
+    for _ in 0..3 {
+        let res = app.post("/v1/checks", Some(&biz.key), &body).await;
+        res.assert_problem(503, "unavailable");
+        assert_eq!(res.body["allowed"], false);
+    }
+    let res = app
+        .post(
+            "/v1/checks/batch",
+            Some(&biz.key),
+            &json!({"category": "utility", "phones": ["+14155552671"]}),
+        )
+        .await;
+    assert_eq!(res.status, 503, "{}", res.body);
+    assert_eq!(res.body["allowed"], false);
+
+    diesel::sql_query(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .execute(&mut admin)
+        .unwrap();
+    let mut recovered = false;
+    for _ in 0..20 {
+        if app.post("/v1/checks", Some(&biz.key), &body).await.body["allowed"] == true {
+            recovered = true;
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(recovered, "the service recovers when PostgreSQL is back");
+}
+
+async fn a_batch_answers_in_input_order_with_counts(app: TestApp) {
+    let biz = app.create_business("Acme", "whatsapp-global").await;
+    opt_in(&app, &biz.key, "+14155552671", &["utility"]).await;
+    opt_in(&app, &biz.key, "+14155552672", &["utility"]).await;
+    let res = app
+        .post(
+            "/v1/revocations",
+            Some(&biz.key),
+            &json!({"phone": "+14155552672", "channel": "api"}),
+        )
+        .await;
+    assert_eq!(res.status, 201);
+    let phones = json!([
+        "+1 415 555 2671",
+        "+14155552672",
+        "not a number",
+        "+14155552673",
+        "(415) 555-2671"
+    ]);
+    let res = app
+        .post(
+            "/v1/checks/batch",
+            Some(&biz.key),
+            &json!({"category": "utility", "phones": phones, "default_region": "US"}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let reasons: Vec<&str> = res.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            "consent",
+            "revoked",
+            "invalid_phone",
+            "no_consent",
+            "consent"
+        ],
+        "input order"
+    );
+    assert_eq!(
+        res.body["results"][0]["phone"], "+1 415 555 2671",
+        "the number as sent"
+    );
+    assert!(res.body["results"][2]["error"].is_string());
+    assert_eq!(res.body["total"], 5);
+    assert_eq!(res.body["allowed"], 2);
+    assert_eq!(
+        res.body["counts"],
+        json!({"consent": 2, "revoked": 1, "invalid_phone": 1, "no_consent": 1})
+    );
+}
+
+async fn a_batch_is_bounded_and_validated(app: TestApp) {
+    let biz = app.create_business("Acme", "whatsapp-global").await;
+    let res = app
+        .post(
+            "/v1/checks/batch",
+            Some(&biz.key),
+            &json!({"category": "utility", "phones": []}),
+        )
+        .await;
+    res.assert_problem(422, "validation_failed");
+    let too_many: Vec<String> = (0..10_001)
+        .map(|i| format!("+1415555{:04}", i % 10_000))
+        .collect();
+    let res = app
+        .post(
+            "/v1/checks/batch",
+            Some(&biz.key),
+            &json!({"category": "nope", "phones": too_many}),
+        )
+        .await;
+    // The test app accepts 64 KiB bodies; 10,001 numbers exceed that.
+    assert!(res.status == 413 || res.status == 422, "{}", res.status);
+}
+
+async fn a_check_is_validated_field_by_field(app: TestApp) {
+    let biz = app.create_business("Acme", "whatsapp-eu").await;
+    let future = (Utc::now() + chrono::Duration::days(1)).to_rfc3339();
+    let res = app
+        .post(
+            "/v1/checks",
+            Some(&biz.key),
+            &json!({"phone": "12", "category": "spam", "as_of": future}),
+        )
+        .await;
+    res.assert_problem(422, "validation_failed");
+    let fields: Vec<&str> = res.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["phone", "category", "as_of"]);
+    assert!(
+        !res.body.to_string().contains("\"12\""),
+        "the number is not echoed"
+    );
+    let res = app
+        .post(
+            "/v1/checks",
+            Some(&biz.key),
+            &json!({"phone": "0612345678", "default_region": "XX", "category": "utility"}),
+        )
+        .await;
+    assert_eq!(res.body["errors"][0]["field"], "default_region");
+}
+
+async fn a_check_needs_the_checks_scope(app: TestApp) {
+    let biz = app.create_business("Acme", "whatsapp-eu").await;
+    let (_, writer) = app
+        .create_key(&biz.key, "collector", &["consents:write"])
+        .await;
+    app.post(
+        "/v1/checks",
+        Some(&writer),
+        &json!({"phone": "+31612345678", "category": "utility"}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    let (_, checker) = app.create_key(&biz.key, "sender", &["checks:read"]).await;
+    app.post(
+        "/v1/opt-ins",
+        Some(&checker),
+        &json!({"phone": "+31612345678", "categories": ["utility"], "channel": "api", "evidence": {}}),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+}
