@@ -55,6 +55,18 @@ enum Command {
     /// Master key utilities.
     #[command(subcommand, name = "master-key")]
     MasterKey(MasterKeyCommand),
+    /// Checkpoint signing key utilities.
+    #[command(subcommand, name = "signing-key")]
+    SigningKey(SigningKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SigningKeyCommand {
+    /// Print a new random Ed25519 signing key (base64 seed) for
+    /// CONSENTGATE_SIGNING_KEY or a key file.
+    Generate,
+    /// Print the public key (PEM) of the configured signing key, for auditors.
+    Public,
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,10 +107,16 @@ enum PolicyCommand {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Recompute the audit chain of one business (or all) from the stored rows.
+    /// Recompute the audit chain of one business (or all) from the stored rows and
+    /// check it against every signed checkpoint.
     Verify {
         #[arg(long)]
         business: Option<Uuid>,
+    },
+    /// Sign a checkpoint of one business's chain now.
+    Checkpoint {
+        #[arg(long)]
+        business: Uuid,
     },
 }
 
@@ -221,6 +239,38 @@ fn execute(command: Command) -> Result<ExitCode, String> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Audit(AuditCommand::Checkpoint { business }) => {
+            let prepared = startup::prepare(&settings()?).map_err(|e| e.to_string())?;
+            let mut conn = prepared.store.conn().map_err(|e| e.to_string())?;
+            let checkpoint = prepared
+                .store
+                .checkpoint_now_blocking(&mut conn, business)
+                .map_err(|e| match e {
+                    crate::store::StoreError::NotFound => "--business: no such business".to_owned(),
+                    other => other.to_string(),
+                })?;
+            print_json(&json!(checkpoint.map(|c| json!({
+                "business_id": c.business_id, "seq": c.seq, "hash": hex::encode(&c.hash),
+                "at": crate::crypto::chain::format_at(c.at), "key_id": c.key_id,
+                "signature": hex::encode(&c.signature)}))));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SigningKey(SigningKeyCommand::Generate) => {
+            println!(
+                "{}",
+                crate::crypto::signing::SigningKey::generate().to_base64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SigningKey(SigningKeyCommand::Public) => {
+            let prepared = startup::prepare(&settings()?).map_err(|e| e.to_string())?;
+            let key = prepared
+                .store
+                .checkpoint_public_key()
+                .ok_or("no signing key configured")?;
+            print!("{}", key.to_pem());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::MasterKey(MasterKeyCommand::Generate) => {
             println!("{}", MasterKey::generate().to_base64());
             Ok(ExitCode::SUCCESS)
@@ -285,7 +335,9 @@ fn verify_chains(store: &Store, business: Option<Uuid>) -> Result<ExitCode, Stri
             "{}",
             json!({"business_id": id, "valid": report.valid, "checked": report.checked,
                    "head": report.head.map(|(seq, hash)| json!({"seq": seq, "hash": hash})),
-                   "first_invalid_seq": report.first_invalid_seq})
+                   "first_invalid_seq": report.first_invalid_seq,
+                   "checkpoints_checked": report.checkpoints_checked,
+                   "invalid_checkpoints": report.invalid_checkpoints})
         );
     }
     Ok(if all_valid {

@@ -35,6 +35,17 @@ pub enum MasterKeySource {
     Generated(PathBuf),
 }
 
+/// Where the checkpoint signing key comes from (like the master key).
+#[derive(Debug, Clone)]
+pub enum SigningKeySource {
+    /// `CONSENTGATE_SIGNING_KEY`: base64 of a 32-byte Ed25519 seed.
+    Inline(SecretString),
+    /// `CONSENTGATE_SIGNING_KEY_FILE`: a file holding that, owner-only.
+    File(PathBuf),
+    /// Embedded default: `<data dir>/signing.key`, generated on first run.
+    Generated(PathBuf),
+}
+
 /// Where the operator token comes from.
 #[derive(Debug, Clone)]
 pub enum OperatorTokenSource {
@@ -53,6 +64,11 @@ pub struct Settings {
     pub pool_size: u32,
     pub master_key: MasterKeySource,
     pub operator_token: OperatorTokenSource,
+    pub signing_key: SigningKeySource,
+    /// A signed checkpoint after this many events of a business.
+    pub checkpoint_every_events: u32,
+    /// And at least this often (seconds) for a business whose chain moved.
+    pub checkpoint_interval_secs: u64,
     pub log_format: LogFormat,
     pub log_filter: String,
     /// Extra or overriding policy files (`*.toml`); the shipped ones are built in.
@@ -94,6 +110,10 @@ struct Raw {
     master_key: Option<SecretString>,
     master_key_file: Option<PathBuf>,
     operator_token: Option<SecretString>,
+    signing_key: Option<SecretString>,
+    signing_key_file: Option<PathBuf>,
+    checkpoint_every_events: Option<u32>,
+    checkpoint_interval_secs: Option<u64>,
     log_format: Option<LogFormat>,
     log: Option<String>,
     policies_dir: Option<PathBuf>,
@@ -102,7 +122,7 @@ struct Raw {
     argon2_concurrency: Option<usize>,
 }
 
-const SECRET_KEYS: [&str; 2] = ["master_key", "operator_token"];
+const SECRET_KEYS: [&str; 3] = ["master_key", "operator_token", "signing_key"];
 
 fn env_name(key: &str) -> String {
     if key == "database_url" {
@@ -184,6 +204,39 @@ impl Settings {
             }
             (None, None) => MasterKeySource::Generated(data_dir.join("master.key")),
         };
+        let signing_key = match (raw.signing_key, raw.signing_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "CONSENTGATE_SIGNING_KEY",
+                    "set either CONSENTGATE_SIGNING_KEY or CONSENTGATE_SIGNING_KEY_FILE, not both",
+                ));
+            }
+            (Some(inline), None) => SigningKeySource::Inline(inline),
+            (None, Some(file)) => SigningKeySource::File(file),
+            // Every node must sign with the key auditors were given.
+            (None, None) if database.backend() == crate::store::Backend::Postgres => {
+                return Err(ConfigError::new(
+                    "CONSENTGATE_SIGNING_KEY",
+                    "required with PostgreSQL (or CONSENTGATE_SIGNING_KEY_FILE); \
+                     generate one with `consentgate signing-key generate`",
+                ));
+            }
+            (None, None) => SigningKeySource::Generated(data_dir.join("signing.key")),
+        };
+        let checkpoint_every_events = raw.checkpoint_every_events.unwrap_or(100);
+        if !(1..=1_000_000).contains(&checkpoint_every_events) {
+            return Err(ConfigError::new(
+                "CONSENTGATE_CHECKPOINT_EVERY_EVENTS",
+                "must be between 1 and 1000000",
+            ));
+        }
+        let checkpoint_interval_secs = raw.checkpoint_interval_secs.unwrap_or(60);
+        if !(1..=86_400).contains(&checkpoint_interval_secs) {
+            return Err(ConfigError::new(
+                "CONSENTGATE_CHECKPOINT_INTERVAL_SECS",
+                "must be between 1 and 86400",
+            ));
+        }
         let operator_token = match raw.operator_token {
             Some(token) => {
                 use secrecy::ExposeSecret;
@@ -234,6 +287,9 @@ impl Settings {
             pool_size,
             master_key,
             operator_token,
+            signing_key,
+            checkpoint_every_events,
+            checkpoint_interval_secs,
             log_format: raw.log_format.unwrap_or(LogFormat::Pretty),
             log_filter,
             policies_dir: raw.policies_dir,
@@ -311,6 +367,7 @@ mod tests {
         let s = settings(&[
             ("database_url", "postgres://localhost/x"),
             ("master_key_file", "/etc/consentgate/master.key"),
+            ("signing_key_file", "/etc/consentgate/signing.key"),
         ])
         .unwrap();
         assert!(matches!(s.master_key, MasterKeySource::File(_)));

@@ -9,8 +9,11 @@ use actix_web::{App, HttpServer, web};
 use secrecy::{ExposeSecret, SecretString};
 use utoipa_actix_web::AppExt;
 
-use crate::config::{ConfigError, MasterKeySource, OperatorTokenSource, Settings};
+use crate::config::{
+    ConfigError, MasterKeySource, OperatorTokenSource, Settings, SigningKeySource,
+};
 use crate::crypto::master_key::{self, MasterKey, MasterKeyError, NewFileError};
+use crate::crypto::signing::SigningKey;
 use crate::http::auth::{AuthLimits, Authenticator, OperatorToken};
 use crate::http::extract::{self, BodyLimit};
 use crate::http::handlers::ops::openapi::OpenApiYaml;
@@ -65,6 +68,7 @@ pub fn prepare(settings: &Settings) -> Result<Prepared, StartupError> {
     let policies = load_policies(settings)?;
     let master_key = load_master_key(&settings.master_key)?;
     let operator_token = load_operator_token(&settings.operator_token)?;
+    let signing_key = load_signing_key(&settings.signing_key)?;
     let store_error = |source| StartupError::Store {
         url: settings.database.clone(),
         source,
@@ -74,7 +78,8 @@ pub fn prepare(settings: &Settings) -> Result<Prepared, StartupError> {
         pool_size: settings.pool_size,
         acquire_timeout: std::time::Duration::from_secs(5),
     })
-    .map_err(store_error)?;
+    .map_err(store_error)?
+    .with_checkpoints(signing_key, settings.checkpoint_every_events);
     let mut conn = store.conn().map_err(store_error)?;
     let applied = migrations::run_pending(&mut conn).map_err(store_error)?;
     if !applied.is_empty() {
@@ -154,6 +159,29 @@ fn load_master_key(source: &MasterKeySource) -> Result<MasterKey, StartupError> 
     }
 }
 
+fn load_signing_key(source: &SigningKeySource) -> Result<SigningKey, StartupError> {
+    match source {
+        SigningKeySource::Inline(text) => {
+            SigningKey::from_base64(text.expose_secret()).map_err(|source| StartupError::Secret {
+                setting: "CONSENTGATE_SIGNING_KEY",
+                source,
+            })
+        }
+        SigningKeySource::File(path) => {
+            SigningKey::read_file(path).map_err(|source| StartupError::Secret {
+                setting: "CONSENTGATE_SIGNING_KEY_FILE",
+                source,
+            })
+        }
+        SigningKeySource::Generated(path) => {
+            SigningKey::load_or_create(path).map_err(|source| StartupError::Secret {
+                setting: "CONSENTGATE_DATA_DIR",
+                source,
+            })
+        }
+    }
+}
+
 fn load_operator_token(source: &OperatorTokenSource) -> Result<SecretString, StartupError> {
     let secret_error = |source| StartupError::Secret {
         setting: "CONSENTGATE_DATA_DIR",
@@ -192,6 +220,25 @@ fn load_operator_token(source: &OperatorTokenSource) -> Result<SecretString, Sta
             Ok(SecretString::from(text.trim().to_owned()))
         }
     }
+}
+
+/// Every `interval`, a signed checkpoint for each chain that moved since its last
+/// one, so the window in which a cut-off tail goes unnoticed is short.
+fn spawn_checkpoints(store: Store, interval: std::time::Duration) {
+    actix_web::rt::spawn(async move {
+        let mut ticker = actix_web::rt::time::interval(interval);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            match store.checkpoint_moved_chains().await {
+                Ok(0) => {}
+                Ok(made) => tracing::info!(made, "signed audit checkpoints"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "periodic checkpoints failed; retrying next interval")
+                }
+            }
+        }
+    });
 }
 
 /// The running service.
@@ -272,7 +319,6 @@ impl Application {
                 .app_data(route_table.clone())
                 .app_data(body_limit)
                 .app_data(extract::path_config())
-                .app_data(extract::query_config())
                 .default_service(web::to(http::fallback))
                 .wrap(ErrorHandlers::new().default_handler(observe::ensure_problem))
                 .wrap(from_fn(observe::observe))
@@ -288,6 +334,10 @@ impl Application {
                 source,
             })?
             .run();
+        spawn_checkpoints(
+            store.clone(),
+            std::time::Duration::from_secs(settings.checkpoint_interval_secs),
+        );
         tracing::info!(port, backend = ?store.backend(), "consentgate listening");
         Ok(Application {
             port,

@@ -9,20 +9,36 @@ use crate::crypto::chain::{GENESIS, event_hash};
 /// What verification found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
+    /// The chain verified and matched every signed checkpoint, and every
+    /// checkpoint's signature verified.
     pub valid: bool,
+    /// Events that verified.
     pub checked: u64,
     /// The last event that verified: `(seq, hex hash)`.
     pub head: Option<(i64, String)>,
+    /// The first sequence number that is not proven: an event that does not verify,
+    /// a missing one, or the first event after the last checkpoint that matched when
+    /// a later checkpoint does not.
     pub first_invalid_seq: Option<i64>,
+    /// Checkpoints the chain was compared with.
+    pub checkpoints_checked: u64,
+    /// Checkpoints whose signature does not verify under the service's key.
+    pub invalid_checkpoints: Vec<i64>,
 }
 
-/// A fold over a business's events in sequence order; constant memory.
+/// A fold over a business's events in sequence order; memory bounded by the
+/// number of checkpoints (one per N events), not by the chain.
 #[derive(Debug)]
 pub struct Verifier {
     expected_seq: i64,
     prev_hash: [u8; 32],
     checked: u64,
     first_invalid: Option<i64>,
+    /// Signed checkpoints still to meet: seq -> hash, ascending.
+    checkpoints: std::collections::BTreeMap<i64, Vec<u8>>,
+    checkpoints_checked: u64,
+    last_matching_checkpoint: i64,
+    invalid_checkpoints: Vec<i64>,
 }
 
 impl Default for Verifier {
@@ -32,11 +48,25 @@ impl Default for Verifier {
             prev_hash: GENESIS,
             checked: 0,
             first_invalid: None,
+            checkpoints: Default::default(),
+            checkpoints_checked: 0,
+            last_matching_checkpoint: 0,
+            invalid_checkpoints: Vec::new(),
         }
     }
 }
 
 impl Verifier {
+    /// A verifier that also compares the chain with these checkpoints (whose
+    /// signatures the caller verified; `invalid` are those that did not).
+    pub fn with_checkpoints(checkpoints: Vec<(i64, Vec<u8>)>, invalid: Vec<i64>) -> Verifier {
+        Verifier {
+            checkpoints: checkpoints.into_iter().collect(),
+            invalid_checkpoints: invalid,
+            ..Verifier::default()
+        }
+    }
+
     /// Feeds the next event; returns false once the chain is broken (later events
     /// are not examined: everything after a break is unproven).
     pub fn push(&mut self, event: &StoredEvent) -> bool {
@@ -53,6 +83,16 @@ impl Verifier {
             self.first_invalid = Some(self.expected_seq.min(event.seq));
             return false;
         }
+        if let Some(signed) = self.checkpoints.remove(&event.seq) {
+            self.checkpoints_checked += 1;
+            if signed != recomputed {
+                // A chain consistent in itself but not with what was signed: it was
+                // rebuilt. Nothing after the last matching checkpoint is proven.
+                self.first_invalid = Some(self.last_matching_checkpoint + 1);
+                return false;
+            }
+            self.last_matching_checkpoint = event.seq;
+        }
         self.checked += 1;
         self.expected_seq += 1;
         self.prev_hash = recomputed;
@@ -61,7 +101,7 @@ impl Verifier {
 
     /// The report, given the head the store says the chain has (seq, hash): a
     /// chain whose stored events end before the recorded head lost its tail.
-    pub fn finish(self, recorded_head: Option<(i64, Vec<u8>)>) -> Report {
+    pub fn finish(mut self, recorded_head: Option<(i64, Vec<u8>)>) -> Report {
         let mut first_invalid = self.first_invalid;
         let last_seq = self.expected_seq - 1;
         if first_invalid.is_none() {
@@ -71,11 +111,19 @@ impl Verifier {
                 }
             }
         }
+        if first_invalid.is_none() && !self.checkpoints.is_empty() {
+            // A checkpoint beyond the last event: the tail was cut off, even if the
+            // recorded head was moved back to hide it.
+            self.checkpoints_checked += self.checkpoints.len() as u64;
+            first_invalid = Some(last_seq + 1);
+        }
         Report {
-            valid: first_invalid.is_none(),
+            valid: first_invalid.is_none() && self.invalid_checkpoints.is_empty(),
             checked: self.checked,
             head: (last_seq > 0).then(|| (last_seq, hex::encode(self.prev_hash))),
             first_invalid_seq: first_invalid,
+            checkpoints_checked: self.checkpoints_checked,
+            invalid_checkpoints: self.invalid_checkpoints,
         }
     }
 }
@@ -147,6 +195,55 @@ mod tests {
         let mut events = chain(5);
         events.swap(1, 2);
         assert_eq!(verify(&events).first_invalid_seq, Some(2));
+    }
+
+    #[test]
+    fn a_rebuilt_chain_is_found_by_a_checkpoint() {
+        let original = chain(5);
+        let rebuilt = chain(5); // other ids and times: consistent in itself
+        let signed = vec![(3, original[2].hash.clone())];
+        let mut v = Verifier::with_checkpoints(signed, vec![]);
+        for e in &rebuilt {
+            v.push(e);
+        }
+        let report = v.finish(rebuilt.last().map(|e| (e.seq, e.hash.clone())));
+        assert!(!report.valid);
+        assert_eq!(report.first_invalid_seq, Some(1));
+    }
+
+    #[test]
+    fn a_cut_tail_is_found_by_a_later_checkpoint_even_with_the_head_moved_back() {
+        let events = chain(5);
+        let signed = vec![(2, events[1].hash.clone()), (5, events[4].hash.clone())];
+        let mut v = Verifier::with_checkpoints(signed, vec![]);
+        for e in &events[..4] {
+            v.push(e);
+        }
+        let report = v.finish(Some((4, events[3].hash.clone())));
+        assert!(!report.valid);
+        assert_eq!(report.first_invalid_seq, Some(5));
+        assert_eq!(report.checkpoints_checked, 2);
+    }
+
+    #[test]
+    fn matching_checkpoints_keep_the_chain_valid_and_forged_ones_do_not() {
+        let events = chain(4);
+        let signed = vec![(2, events[1].hash.clone()), (4, events[3].hash.clone())];
+        let mut v = Verifier::with_checkpoints(signed.clone(), vec![]);
+        events.iter().for_each(|e| {
+            v.push(e);
+        });
+        let report = v.finish(Some((4, events[3].hash.clone())));
+        assert!(report.valid, "{report:?}");
+        assert_eq!(report.checkpoints_checked, 2);
+        let mut v = Verifier::with_checkpoints(signed, vec![4]);
+        events.iter().for_each(|e| {
+            v.push(e);
+        });
+        assert!(
+            !v.finish(Some((4, events[3].hash.clone()))).valid,
+            "a bad signature fails"
+        );
     }
 
     #[test]

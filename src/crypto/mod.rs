@@ -9,6 +9,7 @@ pub mod envelope;
 pub mod fingerprint;
 pub mod master_key;
 pub mod pseudonym;
+pub mod signing;
 
 use password_hash::rand_core::{OsRng, RngCore};
 

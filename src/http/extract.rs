@@ -161,13 +161,33 @@ pub fn path_config() -> actix_web::web::PathConfig {
     actix_web::web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into())
 }
 
-/// Query strings that do not parse: 422 on the query.
-pub fn query_config() -> actix_web::web::QueryConfig {
-    actix_web::web::QueryConfig::default().error_handler(|err, _| {
-        let message = without_location(&err.to_string());
-        let (field, message) = field_and_message("query", &message);
-        ApiError::Validation(vec![FieldError::new(field, message)]).into()
-    })
+/// A query string, deserialised like [`Json`] bodies: a value that does not parse
+/// is a 422 naming its parameter, without echoing the value.
+#[derive(Debug)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest for Query<T> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Query<T>, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let parsed = form_urlencoded::parse(req.query_string().as_bytes());
+        let result = serde_path_to_error::deserialize(serde_urlencoded::Deserializer::new(parsed))
+            .map(Query)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let message = without_location(&e.into_inner().to_string());
+                let parent = if path == "." { "." } else { path.as_str() };
+                let (field, message) = field_and_message(parent, &message);
+                let field = if field == "body" {
+                    "query".to_owned()
+                } else {
+                    field
+                };
+                ApiError::Validation(vec![FieldError::new(field, message)])
+            });
+        std::future::ready(result)
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ use self::error::ApiError;
 /// The route table: every handler, registered with `.service()` so that the
 /// OpenAPI document sees it.
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    use handlers::{blocks, businesses, checks, inbound_messages, keys, ops, opt_ins, revocations};
+    use handlers::{
+        audit, blocks, businesses, checks, inbound_messages, keys, ops, opt_ins, revocations,
+    };
     cfg.service(ops::health::check_health)
         .service(ops::ready::check_ready)
         .service(ops::metrics::render_metrics)
@@ -33,7 +35,12 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(blocks::unblock::record_unblock)
         .service(inbound_messages::record::record_inbound_message)
         .service(checks::check::check_contact)
-        .service(checks::batch::check_contacts_batch);
+        .service(checks::batch::check_contacts_batch)
+        .service(audit::events::list_audit_events)
+        .service(audit::verify::verify_audit_chain)
+        .service(audit::export::export_audit_events)
+        .service(audit::checkpoints::list_audit_checkpoints)
+        .service(audit::checkpoints::create_audit_checkpoint);
 }
 
 /// Which methods each route pattern has, to answer 405 (with `Allow`) rather than

@@ -25,6 +25,7 @@ use super::error::{FieldError, Problem};
         (name = "keys", description = "API keys of a business (scope keys:manage)"),
         (name = "consents", description = "Recording opt-ins, confirmations, revocations, blocks and inbound messages (scope consents:write)"),
         (name = "checks", description = "may_contact, one number or a campaign (scope checks:read). Prices are estimates from the policy, not invoices."),
+        (name = "audit", description = "The tamper-evident audit log for auditors (scope audit:read)"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )
 )]

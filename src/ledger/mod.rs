@@ -6,6 +6,7 @@
 //! append the fact and its audit event in one transaction; for a check, load the
 //! history and call the pure `policy::decide`.
 
+pub mod audit_view;
 pub mod check;
 pub mod record;
 

@@ -3,12 +3,15 @@
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use super::rows::{AuditEventRow, parse_id};
-use super::schema::{audit_events, audit_heads};
+use chrono::{DateTime, Utc};
+
+use super::rows::{AuditEventRow, from_naive, parse_id, to_naive};
+use super::schema::{audit_checkpoints, audit_events, audit_heads};
 use super::{DbConnection, Store, StoreError};
 use crate::audit::verify::{Report, Verifier};
 use crate::audit::{NewEvent, StoredEvent};
 use crate::crypto::chain::{GENESIS, event_hash};
+use crate::crypto::signing::{PublicKey, SigningKey, checkpoint_message};
 use crate::domain::{Actor, time};
 
 /// The chain head of one business, read under its lock.
@@ -17,6 +20,43 @@ pub struct Head {
     business_id: Uuid,
     seq: i64,
     hash: Vec<u8>,
+}
+
+/// Signs checkpoints.
+pub struct Checkpointer {
+    key: SigningKey,
+    every: i64,
+}
+
+impl Checkpointer {
+    pub fn new(key: SigningKey, every: u32) -> Checkpointer {
+        Checkpointer {
+            key,
+            every: i64::from(every.max(1)),
+        }
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        self.key.public_key()
+    }
+}
+
+/// A signed checkpoint as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub business_id: Uuid,
+    pub seq: i64,
+    pub hash: Vec<u8>,
+    pub at: DateTime<Utc>,
+    pub key_id: String,
+    pub signature: Vec<u8>,
+}
+
+impl StoredCheckpoint {
+    /// The signed bytes.
+    pub fn message(&self) -> Vec<u8> {
+        checkpoint_message(self.business_id, self.seq, &self.hash, self.at)
+    }
 }
 
 /// Creates the head of a new business's chain (seq 0, the genesis hash).
@@ -57,21 +97,21 @@ pub(super) fn lock_head(conn: &mut DbConnection, business_id: Uuid) -> Result<He
     })
 }
 
-/// Appends events after `head` and moves the head. Must run in the transaction
-/// that holds the head's lock and made the change the events record.
+/// Appends events after `head` and moves the head; returns the new head. Must run
+/// in the transaction that holds the head's lock and made the change the events
+/// record.
 pub(super) fn append(
     conn: &mut DbConnection,
     mut head: Head,
     actor: Actor,
     events: Vec<NewEvent>,
-) -> Result<Vec<StoredEvent>, StoreError> {
+) -> Result<Head, StoreError> {
     if events.is_empty() {
         return Err(StoreError::Internal(
             "a state change must append at least one audit event".into(),
         ));
     }
     let actor = actor.to_string();
-    let mut stored = Vec::with_capacity(events.len());
     for event in events {
         let data = serde_json::to_string(&event.data)
             .map_err(|e| StoreError::Internal(format!("event data: {e}")))?;
@@ -92,8 +132,7 @@ pub(super) fn append(
             .values(AuditEventRow::from(&e))
             .execute(conn)?;
         head.seq = e.seq;
-        head.hash = e.hash.clone();
-        stored.push(e);
+        head.hash = e.hash;
     }
     diesel::update(audit_heads::table.find(head.business_id.to_string()))
         .set((
@@ -101,7 +140,73 @@ pub(super) fn append(
             audit_heads::hash.eq(&head.hash),
         ))
         .execute(conn)?;
-    Ok(stored)
+    Ok(head)
+}
+
+/// The latest checkpoint's seq of a business (0 when none).
+fn last_checkpoint_seq(conn: &mut DbConnection, business_id: Uuid) -> Result<i64, StoreError> {
+    Ok(audit_checkpoints::table
+        .filter(audit_checkpoints::business_id.eq(business_id.to_string()))
+        .select(diesel::dsl::max(audit_checkpoints::seq))
+        .first::<Option<i64>>(conn)?
+        .unwrap_or(0))
+}
+
+fn insert_checkpoint(
+    conn: &mut DbConnection,
+    checkpointer: &Checkpointer,
+    head: &Head,
+) -> Result<StoredCheckpoint, StoreError> {
+    let mut checkpoint = StoredCheckpoint {
+        business_id: head.business_id,
+        seq: head.seq,
+        hash: head.hash.clone(),
+        at: time::now(),
+        key_id: checkpointer.key.key_id(),
+        signature: Vec::new(),
+    };
+    checkpoint.signature = checkpointer.key.sign(&checkpoint.message()).to_vec();
+    diesel::insert_into(audit_checkpoints::table)
+        .values((
+            audit_checkpoints::business_id.eq(checkpoint.business_id.to_string()),
+            audit_checkpoints::seq.eq(checkpoint.seq),
+            audit_checkpoints::hash.eq(&checkpoint.hash),
+            audit_checkpoints::at.eq(to_naive(checkpoint.at)),
+            audit_checkpoints::key_id.eq(&checkpoint.key_id),
+            audit_checkpoints::signature.eq(&checkpoint.signature),
+        ))
+        .execute(conn)?;
+    Ok(checkpoint)
+}
+
+/// A business's checkpoints, in sequence order.
+pub fn checkpoints(
+    conn: &mut DbConnection,
+    business_id: Uuid,
+) -> Result<Vec<StoredCheckpoint>, StoreError> {
+    type Row = (i64, Vec<u8>, chrono::NaiveDateTime, String, Vec<u8>);
+    let rows: Vec<Row> = audit_checkpoints::table
+        .filter(audit_checkpoints::business_id.eq(business_id.to_string()))
+        .order(audit_checkpoints::seq.asc())
+        .select((
+            audit_checkpoints::seq,
+            audit_checkpoints::hash,
+            audit_checkpoints::at,
+            audit_checkpoints::key_id,
+            audit_checkpoints::signature,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, hash, at, key_id, signature)| StoredCheckpoint {
+            business_id,
+            seq,
+            hash,
+            at: from_naive(at),
+            key_id,
+            signature,
+        })
+        .collect())
 }
 
 /// Events of a business with `seq > after`, in sequence order, at most `limit`.
@@ -150,13 +255,105 @@ pub fn chained_businesses(conn: &mut DbConnection) -> Result<Vec<Uuid>, StoreErr
 const VERIFY_PAGE: i64 = 1_000;
 
 impl Store {
-    /// Recomputes a business's whole chain from the stored rows, a page at a time.
+    /// Signs a checkpoint of `head` when `every` events passed since the last one.
+    pub(super) fn checkpoint_if_due(
+        &self,
+        conn: &mut DbConnection,
+        head: &Head,
+    ) -> Result<(), StoreError> {
+        let Some(checkpointer) = &self.checkpointer else {
+            return Ok(());
+        };
+        if head.seq - last_checkpoint_seq(conn, head.business_id)? >= checkpointer.every {
+            insert_checkpoint(conn, checkpointer, head)?;
+        }
+        Ok(())
+    }
+
+    /// A checkpoint of the business's current head, made now unless one exists for
+    /// it already; `None` for a chain with no events. `NotFound` for no business.
+    pub fn checkpoint_now_blocking(
+        &self,
+        conn: &mut DbConnection,
+        business_id: Uuid,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let checkpointer = self
+            .checkpointer
+            .clone()
+            .ok_or_else(|| StoreError::Internal("this store signs no checkpoints".into()))?;
+        self.transaction(conn, |conn| {
+            let head = lock_head(conn, business_id)?;
+            if head.seq == 0 {
+                return Ok(None);
+            }
+            if last_checkpoint_seq(conn, business_id)? == head.seq {
+                return Ok(checkpoints(conn, business_id)?.pop());
+            }
+            insert_checkpoint(conn, &checkpointer, &head).map(Some)
+        })
+    }
+
+    /// [`Store::checkpoint_now_blocking`] on the blocking pool.
+    pub async fn checkpoint_now(
+        &self,
+        business_id: Uuid,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let this = self.clone();
+        self.run(move |conn| this.checkpoint_now_blocking(conn, business_id))
+            .await
+    }
+
+    /// Checkpoints every business whose chain moved since its last checkpoint (the
+    /// periodic job). Returns how many were made.
+    pub async fn checkpoint_moved_chains(&self) -> Result<usize, StoreError> {
+        let this = self.clone();
+        self.run(move |conn| {
+            let mut made = 0;
+            for business_id in chained_businesses(conn)? {
+                let head = recorded_head(conn, business_id)?
+                    .map(|(seq, _)| seq)
+                    .unwrap_or(0);
+                if head > last_checkpoint_seq(conn, business_id)? {
+                    made += usize::from(this.checkpoint_now_blocking(conn, business_id)?.is_some());
+                }
+            }
+            Ok(made)
+        })
+        .await
+    }
+
+    /// A business's checkpoints.
+    pub async fn checkpoints(
+        &self,
+        business_id: Uuid,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        self.run(move |conn| checkpoints(conn, business_id)).await
+    }
+
+    /// Recomputes a business's whole chain from the stored rows, a page at a time,
+    /// and compares it with every signed checkpoint (whose signatures are checked
+    /// against this service's key).
     pub fn verify_chain_blocking(
         &self,
         conn: &mut DbConnection,
         business_id: Uuid,
     ) -> Result<Report, StoreError> {
-        let mut verifier = Verifier::default();
+        let stored = checkpoints(conn, business_id)?;
+        let public_key = self.checkpoint_public_key();
+        let mut expected = Vec::with_capacity(stored.len());
+        let mut invalid = Vec::new();
+        for checkpoint in stored {
+            let signed = public_key.is_some_and(|key| {
+                key.key_id() == checkpoint.key_id
+                    && key.verify(&checkpoint.message(), &checkpoint.signature)
+            });
+            if signed {
+                expected.push((checkpoint.seq, checkpoint.hash));
+            } else {
+                invalid.push(checkpoint.seq);
+            }
+        }
+        let mut verifier = Verifier::with_checkpoints(expected, invalid);
         let mut after = 0;
         loop {
             let page = events_after(conn, business_id, after, VERIFY_PAGE)?;
@@ -188,4 +385,50 @@ impl Store {
         self.run(move |conn| events_after(conn, business_id, after, limit))
             .await
     }
+}
+
+/// Which events an auditor asks for.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only events with seq greater than this.
+    pub after: i64,
+    pub limit: i64,
+    pub event_type: Option<String>,
+    pub subject_id: Option<Uuid>,
+    /// `at >= from`.
+    pub from: Option<DateTime<Utc>>,
+    /// `at < to`.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Events of one business matching the filter, in sequence order.
+pub fn events_matching(
+    conn: &mut DbConnection,
+    business_id: Uuid,
+    filter: &EventFilter,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut query = audit_events::table
+        .filter(audit_events::business_id.eq(business_id.to_string()))
+        .filter(audit_events::seq.gt(filter.after))
+        .into_boxed();
+    if let Some(event_type) = &filter.event_type {
+        query = query.filter(audit_events::event_type.eq(event_type.clone()));
+    }
+    if let Some(subject_id) = filter.subject_id {
+        query = query.filter(audit_events::subject_id.eq(subject_id.to_string()));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(audit_events::at.ge(to_naive(from)));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(audit_events::at.lt(to_naive(to)));
+    }
+    query
+        .order(audit_events::seq.asc())
+        .limit(filter.limit)
+        .select(AuditEventRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(StoredEvent::try_from)
+        .collect()
 }

@@ -78,7 +78,8 @@ impl Store {
                 ),
                 first_key.created_event(),
             ];
-            audit::append(conn, head, actor, events)?;
+            let head = audit::append(conn, head, actor, events)?;
+            self.checkpoint_if_due(conn, &head)?;
             Ok(())
         })
     }

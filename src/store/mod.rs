@@ -225,6 +225,8 @@ pub struct Store {
     /// a mutex is fairer and faster than letting them spin in SQLite's busy handler.
     /// (Other processes, such as the CLI, still wait through busy_timeout.)
     sqlite_writer: Option<Arc<Mutex<()>>>,
+    /// Signs checkpoints of the audit chains (absent only in bare test stores).
+    checkpointer: Option<Arc<audit::Checkpointer>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -261,7 +263,24 @@ impl Store {
             pool,
             backend,
             sqlite_writer: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            checkpointer: None,
         })
+    }
+
+    /// Signs a checkpoint of a business's chain after every `every` events (in the
+    /// transaction that reaches it), and on demand.
+    pub fn with_checkpoints(
+        mut self,
+        key: crate::crypto::signing::SigningKey,
+        every: u32,
+    ) -> Store {
+        self.checkpointer = Some(Arc::new(audit::Checkpointer::new(key, every)));
+        self
+    }
+
+    /// The checkpoint verification key, if this store signs checkpoints.
+    pub fn checkpoint_public_key(&self) -> Option<crate::crypto::signing::PublicKey> {
+        self.checkpointer.as_ref().map(|c| c.public_key())
     }
 
     pub fn backend(&self) -> Backend {
@@ -381,7 +400,8 @@ impl Store {
                 }
             }
             let (value, events) = change(conn)?;
-            audit::append(conn, head, actor, events)?;
+            let head = audit::append(conn, head, actor, events)?;
+            self.checkpoint_if_due(conn, &head)?;
             if let Some(request) = request {
                 let body = to_body(&value)?;
                 let response = ledger::IdempotentResponse {

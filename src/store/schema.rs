@@ -75,6 +75,10 @@ pub const TABLES: &[(&str, &[&str])] = &[
     ),
     ("audit_heads", &["business_id", "seq", "hash"]),
     (
+        "audit_checkpoints",
+        &["business_id", "seq", "hash", "at", "key_id", "signature"],
+    ),
+    (
         "subjects",
         &[
             "id",
@@ -178,7 +182,19 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     audit_heads,
     audit_events,
+    audit_checkpoints,
     subjects,
     facts,
     idempotency_keys,
 );
+
+diesel::table! {
+    audit_checkpoints (business_id, seq) {
+        business_id -> Text,
+        seq -> BigInt,
+        hash -> Binary,
+        at -> Timestamp,
+        key_id -> Text,
+        signature -> Binary,
+    }
+}

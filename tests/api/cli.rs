@@ -17,13 +17,23 @@ fn policy_check_accepts_the_shipped_policies() {
     let root = env!("CARGO_MANIFEST_DIR");
     let out = consentgate(dir.path())
         .args(["policy", "check"])
-        .args(["whatsapp-eu", "whatsapp-global", "sms-us"].map(|p| format!("{root}/policies/{p}.toml")))
+        .args(
+            ["whatsapp-eu", "whatsapp-global", "sms-us"]
+                .map(|p| format!("{root}/policies/{p}.toml")),
+        )
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.matches(": ok").count(), 3, "{stdout}");
-    assert!(stdout.contains("+sha256:"), "the version names the content hash: {stdout}");
+    assert!(
+        stdout.contains("+sha256:"),
+        "the version names the content hash: {stdout}"
+    );
 }
 
 #[test]
@@ -53,8 +63,16 @@ amount = "-1"
 "#,
     )
     .unwrap();
-    let out = consentgate(dir.path()).args(["policy", "check"]).arg(&file).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "a broken policy fails the command");
+    let out = consentgate(dir.path())
+        .args(["policy", "check"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a broken policy fails the command"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     for field in [
         "consent.max_age_days",
@@ -63,7 +81,9 @@ amount = "-1"
         "categories.marketing.price.amount",
     ] {
         assert!(
-            stdout.lines().any(|l| l.starts_with(&format!("{}: {field}: ", file.display()))),
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{}: {field}: ", file.display()))),
             "`{field}` reported as file: field: reason in\n{stdout}"
         );
     }
@@ -74,7 +94,11 @@ fn a_malformed_policy_directory_stops_start_up_naming_the_file_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
-    std::fs::write(policies.join("custom.toml"), "name = \"custom\"\nversion = 1\n").unwrap();
+    std::fs::write(
+        policies.join("custom.toml"),
+        "name = \"custom\"\nversion = 1\n",
+    )
+    .unwrap();
     let out = consentgate(dir.path())
         .env("CONSENTGATE_POLICIES_DIR", &policies)
         .arg("migrate")
@@ -82,7 +106,10 @@ fn a_malformed_policy_directory_stops_start_up_naming_the_file_and_field() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("custom.toml") && stderr.contains("version"), "{stderr}");
+    assert!(
+        stderr.contains("custom.toml") && stderr.contains("version"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -101,23 +128,62 @@ fn bad_configuration_stops_start_up_naming_the_setting() {
 fn business_create_then_audit_verify_on_a_fresh_data_directory() {
     let dir = tempfile::tempdir().unwrap();
     let out = consentgate(dir.path())
-        .args(["business", "create", "--name", "Acme", "--policy", "whatsapp-eu"])
+        .args([
+            "business",
+            "create",
+            "--name",
+            "Acme",
+            "--policy",
+            "whatsapp-eu",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = created["business"]["id"].as_str().unwrap();
-    assert!(created["key"]["secret"].as_str().unwrap().starts_with("cg_"));
+    assert!(
+        created["key"]["secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("cg_")
+    );
     let out = consentgate(dir.path())
-        .args(["key", "create", "--business", id, "--name", "sender", "--scopes", "checks:read"])
+        .args([
+            "key",
+            "create",
+            "--business",
+            id,
+            "--name",
+            "sender",
+            "--scopes",
+            "checks:read",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = consentgate(dir.path()).args(["audit", "verify"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = consentgate(dir.path())
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["valid"], true);
-    assert_eq!(report["checked"], 3, "business.created, key.created, key.created");
+    assert_eq!(
+        report["checked"], 3,
+        "business.created, key.created, key.created"
+    );
     let out = consentgate(dir.path())
         .args(["business", "create", "--name", "X", "--policy", "nope"])
         .output()

@@ -7,7 +7,9 @@ use std::io::Write;
 use std::sync::{Mutex, Once, OnceLock};
 
 use awc::http::header::HeaderMap;
-use consentgate::config::{LogFormat, MasterKeySource, OperatorTokenSource, Settings};
+use consentgate::config::{
+    LogFormat, MasterKeySource, OperatorTokenSource, Settings, SigningKeySource,
+};
 use consentgate::startup::Application;
 use consentgate::store::{DatabaseUrl, Store};
 use diesel::{Connection, RunQueryDsl};
@@ -181,6 +183,11 @@ pub fn test_settings(database: DatabaseUrl, data_dir: &std::path::Path) -> Setti
             "test-operator-token-{}",
             uuid::Uuid::now_v7().simple()
         ))),
+        signing_key: SigningKeySource::Inline(SecretString::from(
+            consentgate::crypto::signing::SigningKey::generate().to_base64(),
+        )),
+        checkpoint_every_events: 100,
+        checkpoint_interval_secs: 3600,
         log_format: LogFormat::Json,
         log_filter: "debug".into(),
         policies_dir: None,

@@ -10,7 +10,10 @@ fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
         if path.is_dir() {
             sources(&path, out);
         } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push((path.display().to_string(), std::fs::read_to_string(&path).unwrap()));
+            out.push((
+                path.display().to_string(),
+                std::fs::read_to_string(&path).unwrap(),
+            ));
         }
     }
 }
@@ -39,12 +42,18 @@ fn layers_point_inward() {
         for (file, text) in files {
             for line in code_lines(&text) {
                 for word in *forbidden {
-                    if line.contains(&format!("{word}::")) || line.contains(&format!("{word}_")) && line.starts_with("use ") {
+                    if line.contains(&format!("{word}::"))
+                        || line.contains(&format!("{word}_")) && line.starts_with("use ")
+                    {
                         violations.push(format!("{file}: uses {word}: {line}"));
                     }
                 }
             }
         }
     }
-    assert!(violations.is_empty(), "layer violations:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "layer violations:\n{}",
+        violations.join("\n")
+    );
 }

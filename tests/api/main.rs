@@ -4,11 +4,15 @@
 
 mod helpers;
 
+mod audit;
 mod auth;
 mod chain;
 mod checks;
+mod cli;
 mod errors;
 mod keys;
+mod layers;
+mod ledger;
 mod migrations;
 mod openapi;
 mod ops;

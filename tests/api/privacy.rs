@@ -16,7 +16,7 @@ backend_tests!(the_database_holds_no_plaintext_phone_ip_user_agent_or_text);
 const PHONE: &str = "+31 6 1234 5678";
 const IP: &str = "203.0.113.77";
 const USER_AGENT: &str = "Mozilla/5.0 (PrivacyProbe; rv:99.0) Gecko/20100101";
-const TEXT: &str = "hello, this is my private message 4711";
+const TEXT: &str = "hello, this is my private message zq9xk7wv";
 
 /// Every form of the number a leak could take: E.164 with and without plus,
 /// national with and without the trunk zero, international with 00.
@@ -36,7 +36,7 @@ fn needles() -> Vec<String> {
         USER_AGENT.to_owned(),
         "PrivacyProbe".to_owned(),
         TEXT.to_owned(),
-        "4711".to_owned(),
+        "zq9xk7wv".to_owned(),
     ]);
     forms
 }

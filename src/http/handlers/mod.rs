@@ -1,5 +1,6 @@
 //! One module per resource, one file per action.
 
+pub mod audit;
 pub mod blocks;
 pub mod businesses;
 pub mod checks;
@@ -112,10 +113,11 @@ pub(crate) fn idempotency(
     status: StatusCode,
 ) -> Option<IdempotencyRequest> {
     let key = key.0?;
-    let route = req.match_pattern().unwrap_or_default();
+    // The path itself, not the route pattern: the same key and body sent to
+    // another opt-in's /confirm is a different request. (Paths hold only ids.)
     let request_hash = ledger.keys().fingerprint_key(caller.business_id).digest(&[
         req.method().as_str().as_bytes(),
-        route.as_bytes(),
+        req.path().as_bytes(),
         body,
     ]);
     Some(IdempotencyRequest {
