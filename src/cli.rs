@@ -46,7 +46,8 @@ enum Command {
     /// Work with the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Print the OpenAPI document (or write it to openapi.yaml).
+    /// Print the OpenAPI document (or write it to openapi.yaml, with the export
+    /// format's JSON Schema in schemas/ beside it).
     Openapi {
         /// Write to this file instead of stdout.
         #[arg(long, num_args = 0..=1, default_missing_value = "openapi.yaml")]
@@ -234,6 +235,16 @@ fn execute(command: Command) -> Result<ExitCode, String> {
                 Some(path) => {
                     std::fs::write(&path, yaml).map_err(|e| format!("{}: {e}", path.display()))?;
                     eprintln!("wrote {}", path.display());
+                    // The export format's JSON Schema is generated beside it.
+                    let schema = path
+                        .with_file_name("schemas")
+                        .join("consentgate.export.v1.json");
+                    std::fs::create_dir_all(schema.parent().expect("has a parent"))
+                        .and_then(|()| {
+                            std::fs::write(&schema, crate::http::openapi::export_json_schema())
+                        })
+                        .map_err(|e| format!("{}: {e}", schema.display()))?;
+                    eprintln!("wrote {}", schema.display());
                 }
                 None => print!("{yaml}"),
             }

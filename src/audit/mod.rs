@@ -21,6 +21,9 @@ pub enum EventType {
     SubjectBlocked,
     SubjectUnblocked,
     WindowOpened,
+    SubjectExported,
+    SubjectErased,
+    RetentionPurge,
 }
 
 impl EventType {
@@ -35,6 +38,9 @@ impl EventType {
             EventType::SubjectBlocked => "subject.blocked",
             EventType::SubjectUnblocked => "subject.unblocked",
             EventType::WindowOpened => "window.opened",
+            EventType::SubjectExported => "subject.exported",
+            EventType::SubjectErased => "subject.erased",
+            EventType::RetentionPurge => "retention.purge",
         }
     }
 }

@@ -292,6 +292,9 @@ fn conflict_detail(code: &str) -> &'static str {
             "consent for this opt-in was withdrawn after it was given; record a new opt-in"
         }
         "already_revoked" => "already revoked",
+        "collected_before_erasure" => {
+            "this consent was collected before the number was erased; only consent given after the erasure can be recorded"
+        }
         _ => "the request conflicts with what is already recorded",
     }
 }

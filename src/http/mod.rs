@@ -19,6 +19,7 @@ use self::error::ApiError;
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     use handlers::{
         audit, blocks, businesses, checks, inbound_messages, keys, ops, opt_ins, revocations,
+        subjects,
     };
     cfg.service(ops::health::check_health)
         .service(ops::ready::check_ready)
@@ -36,6 +37,8 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(inbound_messages::record::record_inbound_message)
         .service(checks::check::check_contact)
         .service(checks::batch::check_contacts_batch)
+        .service(subjects::export::export_subject)
+        .service(subjects::erase::erase_subject)
         .service(audit::events::list_audit_events)
         .service(audit::verify::verify_audit_chain)
         .service(audit::export::export_audit_events)

@@ -25,6 +25,7 @@ use super::error::{FieldError, Problem};
         (name = "keys", description = "API keys of a business (scope keys:manage)"),
         (name = "consents", description = "Recording opt-ins, confirmations, revocations, blocks and inbound messages (scope consents:write)"),
         (name = "checks", description = "may_contact, one number or a campaign (scope checks:read). Prices are estimates from the policy, not invoices."),
+        (name = "subjects", description = "Data-subject rights: export and erasure (scope subjects:manage)"),
         (name = "audit", description = "The tamper-evident audit log for auditors (scope audit:read)"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )
@@ -72,4 +73,34 @@ pub fn yaml() -> String {
     document()
         .to_yaml()
         .expect("the OpenAPI document serialises to YAML")
+}
+
+/// The JSON Schema (2020-12) of the subject export document
+/// (`format: consentgate.export/v1`), built from the same types that serialise
+/// it; committed as `schemas/consentgate.export.v1.json`.
+pub fn export_json_schema() -> String {
+    let api = document();
+    let schemas = serde_json::to_value(
+        api.components
+            .as_ref()
+            .map(|c| c.schemas.clone())
+            .unwrap_or_default(),
+    )
+    .expect("schemas serialise");
+    let text = serde_json::to_string(&schemas)
+        .expect("schemas serialise")
+        .replace("#/components/schemas/", "#/$defs/");
+    let defs: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    let schema = serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "urn:consentgate:export:v1",
+        "title": "consentgate.export/v1",
+        "description": "Everything consentgate holds about one phone number for one business \
+                        (GDPR Art. 15 and 20), as answered by POST /v1/subjects/export.",
+        "$ref": "#/$defs/SubjectExport",
+        "$defs": defs,
+    });
+    let mut out = serde_json::to_string_pretty(&schema).expect("schema serialises");
+    out.push('\n');
+    out
 }

@@ -84,9 +84,22 @@ impl Ledger {
         business_id: Uuid,
         filter: EventFilter,
     ) -> Result<Vec<AuditEventView>, StoreError> {
-        let keys = self.keys.clone();
+        let this = self.clone();
         self.store
-            .run(move |conn| {
+            .run(move |conn| this.audit_view_blocking(conn, business_id, filter))
+            .await
+    }
+
+    /// [`Ledger::audit_events`] on a connection the caller holds.
+    pub fn audit_view_blocking(
+        &self,
+        conn: &mut DbConnection,
+        business_id: Uuid,
+        filter: EventFilter,
+    ) -> Result<Vec<AuditEventView>, StoreError> {
+        let keys = &self.keys;
+        {
+            {
                 let events = events_matching(conn, business_id, &filter)?;
                 let mut data_keys: HashMap<Uuid, Option<DataKey>> = HashMap::new();
                 events
@@ -97,7 +110,7 @@ impl Ledger {
                                 if let std::collections::hash_map::Entry::Vacant(slot) =
                                     data_keys.entry(subject_id)
                                 {
-                                    slot.insert(subject_key(conn, &keys, business_id, subject_id)?);
+                                    slot.insert(subject_key(conn, keys, business_id, subject_id)?);
                                 }
                                 let key = data_keys.get(&subject_id).and_then(Option::as_ref);
                                 reveal(&event.data, key, business_id, subject_id)
@@ -118,8 +131,8 @@ impl Ledger {
                         })
                     })
                     .collect()
-            })
-            .await
+            }
+        }
     }
 
     /// A page of raw events for the export stream.

@@ -193,6 +193,14 @@ impl Ledger {
         let keys = self.keys.clone();
         self.store
             .write_idempotent(business_id, caller.actor, idempotency, move |conn| {
+                // Consent collected before the person had their data erased is void:
+                // a stale import (or any late record of it) cannot re-add the number.
+                // Only consent given after the erasure counts.
+                if let Some(erasure) = rows::latest_erasure(conn, business_id, &pseudonym)? {
+                    if command.evidence.collected_at <= erasure.erased_at {
+                        return Err(StoreError::Conflict("collected_before_erasure"));
+                    }
+                }
                 let subject =
                     open_or_create_subject(conn, &keys, business_id, &command.phone, &pseudonym)?;
                 let categories = names(&command.categories);

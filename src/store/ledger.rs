@@ -182,6 +182,17 @@ pub fn histories_by_pseudonym(
             }
         }
     }
+    // An erased number keeps no facts, only its suppression marker: the decision
+    // answers `suppressed` until fresh consent comes.
+    for (pseudonym, erased_at) in suppression_markers(conn, business_id, pseudonyms)? {
+        out.entry(pseudonym)
+            .or_default()
+            .facts
+            .push(crate::domain::history::Fact::Erased {
+                at: erased_at,
+                recorded_at: erased_at,
+            });
+    }
     Ok(out)
 }
 
@@ -260,4 +271,146 @@ pub fn is_confirmed(conn: &mut DbConnection, opt_in_id: Uuid) -> Result<bool, St
             .filter(facts::kind.eq(FactKind::Confirmation.as_str())),
     ))
     .get_result(conn)?)
+}
+
+/// An erasure receipt (and, when `suppress`, the suppression marker).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureRecord {
+    pub id: Uuid,
+    pub subject_id: Uuid,
+    pub erased_at: DateTime<Utc>,
+    pub request_reference: Option<String>,
+    pub suppress: bool,
+}
+
+/// The latest erasure of the number with this pseudonym in this business.
+pub fn latest_erasure(
+    conn: &mut DbConnection,
+    business_id: Uuid,
+    pseudonym: &[u8; 32],
+) -> Result<Option<ErasureRecord>, StoreError> {
+    use super::schema::erasures;
+    let row = erasures::table
+        .filter(erasures::business_id.eq(business_id.to_string()))
+        .filter(erasures::pseudonym.eq(pseudonym.as_slice()))
+        .order(erasures::erased_at.desc())
+        .select((
+            erasures::id,
+            erasures::subject_id,
+            erasures::erased_at,
+            erasures::request_reference,
+            erasures::suppress,
+        ))
+        .first::<(String, String, chrono::NaiveDateTime, Option<String>, bool)>(conn)
+        .optional()?;
+    row.map(|(id, subject_id, erased_at, request_reference, suppress)| {
+        Ok(ErasureRecord {
+            id: parse_id(&id)?,
+            subject_id: parse_id(&subject_id)?,
+            erased_at: super::rows::from_naive(erased_at),
+            request_reference,
+            suppress,
+        })
+    })
+    .transpose()
+}
+
+/// Erases a subject: its facts (with their sealed evidence) and its row (with the
+/// wrapped data key and the sealed number) are deleted, and the receipt is kept.
+/// Runs inside the business's write transaction.
+pub fn erase_subject(
+    conn: &mut DbConnection,
+    business_id: Uuid,
+    subject_id: Uuid,
+    pseudonym: &[u8; 32],
+    receipt: &ErasureRecord,
+) -> Result<usize, StoreError> {
+    use super::schema::erasures;
+    let deleted_facts = diesel::delete(
+        facts::table
+            .filter(facts::subject_id.eq(subject_id.to_string()))
+            .filter(facts::business_id.eq(business_id.to_string())),
+    )
+    .execute(conn)?;
+    diesel::delete(
+        subjects::table
+            .filter(subjects::id.eq(subject_id.to_string()))
+            .filter(subjects::business_id.eq(business_id.to_string())),
+    )
+    .execute(conn)?;
+    diesel::insert_into(erasures::table)
+        .values((
+            erasures::id.eq(receipt.id.to_string()),
+            erasures::business_id.eq(business_id.to_string()),
+            erasures::pseudonym.eq(pseudonym.to_vec()),
+            erasures::subject_id.eq(subject_id.to_string()),
+            erasures::erased_at.eq(to_naive(receipt.erased_at)),
+            erasures::request_reference.eq(receipt.request_reference.clone()),
+            erasures::suppress.eq(receipt.suppress),
+        ))
+        .execute(conn)?;
+    Ok(deleted_facts)
+}
+
+/// Every fact row of a subject, oldest first (for exports).
+pub fn fact_rows(conn: &mut DbConnection, subject_id: Uuid) -> Result<Vec<FactRow>, StoreError> {
+    Ok(facts::table
+        .filter(facts::subject_id.eq(subject_id.to_string()))
+        .order((facts::effective_at.asc(), facts::recorded_at.asc()))
+        .select(FactRow::as_select())
+        .load(conn)?)
+}
+
+/// A subject's stored row: sealed number, wrapped data key, first seen.
+#[derive(Debug, Clone)]
+pub struct SubjectRow {
+    pub sealed_phone: Option<Vec<u8>>,
+    pub wrapped_key: Option<Vec<u8>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A subject's sealed number and wrapped key, and when it was first seen.
+pub fn subject_row(
+    conn: &mut DbConnection,
+    business_id: Uuid,
+    subject_id: Uuid,
+) -> Result<SubjectRow, StoreError> {
+    let (sealed_phone, wrapped_key, created_at) = subjects::table
+        .filter(subjects::id.eq(subject_id.to_string()))
+        .filter(subjects::business_id.eq(business_id.to_string()))
+        .select((subjects::phone, subjects::wrapped_key, subjects::created_at))
+        .first::<(Option<Vec<u8>>, Option<Vec<u8>>, chrono::NaiveDateTime)>(conn)?;
+    Ok(SubjectRow {
+        sealed_phone,
+        wrapped_key,
+        created_at: super::rows::from_naive(created_at),
+    })
+}
+
+/// The suppression markers among these pseudonyms: pseudonym -> (erased_at, when
+/// recorded). Only markers the policy keeps (`suppress`).
+pub fn suppression_markers(
+    conn: &mut DbConnection,
+    business_id: Uuid,
+    pseudonyms: &[[u8; 32]],
+) -> Result<HashMap<[u8; 32], DateTime<Utc>>, StoreError> {
+    use super::schema::erasures;
+    let mut out = HashMap::new();
+    for chunk in pseudonyms.chunks(LOOKUP_CHUNK) {
+        let keys: Vec<&[u8]> = chunk.iter().map(|p| p.as_slice()).collect();
+        let rows: Vec<(Vec<u8>, chrono::NaiveDateTime)> = erasures::table
+            .filter(erasures::business_id.eq(business_id.to_string()))
+            .filter(erasures::suppress.eq(true))
+            .filter(erasures::pseudonym.eq_any(keys))
+            .select((erasures::pseudonym, erasures::erased_at))
+            .load(conn)?;
+        for (pseudonym, at) in rows {
+            if let Ok(key) = <[u8; 32]>::try_from(pseudonym.as_slice()) {
+                let at = super::rows::from_naive(at);
+                let entry = out.entry(key).or_insert(at);
+                *entry = (*entry).max(at);
+            }
+        }
+    }
+    Ok(out)
 }

@@ -185,6 +185,9 @@ impl r2d2::ManageConnection for ConnectionManager {
                     "PRAGMA journal_mode = WAL;",
                     "PRAGMA synchronous = FULL;",
                     "PRAGMA foreign_keys = ON;",
+                    // Crypto-shredding: a deleted data key must not linger in a free
+                    // page, where the master key could still unwrap it.
+                    "PRAGMA secure_delete = ON;",
                 ] {
                     conn.batch_execute(pragma)
                         .map_err(r2d2::Error::QueryError)?;
@@ -419,6 +422,29 @@ impl Store {
             }
             Ok(Written::Fresh(value))
         })
+    }
+
+    /// After an erasure on SQLite: checkpoint the WAL into the database (whose
+    /// deleted pages secure_delete zeroed) and truncate it, so no copy of a
+    /// destroyed data key stays in the WAL file. A no-op on PostgreSQL. Best effort:
+    /// a busy checkpoint is retried by SQLite's own automatic checkpoints.
+    pub async fn shred_wal(&self) {
+        if self.backend != Backend::Sqlite {
+            return;
+        }
+        let lock = self.sqlite_writer.clone();
+        let result = self
+            .run(move |conn| {
+                let _guard = lock
+                    .as_ref()
+                    .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
+                conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE);")?;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "WAL checkpoint after erasure failed");
+        }
     }
 
     /// A write transaction, serialised with this process's other SQLite writers.

@@ -107,6 +107,18 @@ pub const TABLES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "erasures",
+        &[
+            "id",
+            "business_id",
+            "pseudonym",
+            "subject_id",
+            "erased_at",
+            "request_reference",
+            "suppress",
+        ],
+    ),
+    (
         "idempotency_keys",
         &[
             "business_id",
@@ -183,6 +195,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_heads,
     audit_events,
     audit_checkpoints,
+    erasures,
     subjects,
     facts,
     idempotency_keys,
@@ -196,5 +209,17 @@ diesel::table! {
         at -> Timestamp,
         key_id -> Text,
         signature -> Binary,
+    }
+}
+
+diesel::table! {
+    erasures (id) {
+        id -> Text,
+        business_id -> Text,
+        pseudonym -> Binary,
+        subject_id -> Text,
+        erased_at -> Timestamp,
+        request_reference -> Nullable<Text>,
+        suppress -> Bool,
     }
 }

@@ -17,3 +17,4 @@ mod migrations;
 mod openapi;
 mod ops;
 mod privacy;
+mod subjects;

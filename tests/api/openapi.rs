@@ -28,3 +28,34 @@ fn every_operation_documents_its_error_responses_and_an_operation_id() {
         }
     }
 }
+
+#[test]
+fn committed_export_json_schema_matches_the_code() {
+    let generated = consentgate::http::openapi::export_json_schema();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schemas/consentgate.export.v1.json"
+    );
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "schemas/consentgate.export.v1.json is out of date: run `cargo run -- openapi --write` and commit it"
+    );
+    let schema: serde_json::Value = serde_json::from_str(&committed).unwrap();
+    let export = &schema["$defs"]["SubjectExport"];
+    for field in [
+        "format",
+        "subject",
+        "current_state",
+        "opt_ins",
+        "revocations",
+        "blocks",
+        "windows",
+        "audit_events",
+    ] {
+        assert!(
+            export["properties"][field].is_object(),
+            "the schema documents `{field}`"
+        );
+    }
+}

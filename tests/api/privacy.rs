@@ -124,7 +124,7 @@ async fn the_database_holds_no_plaintext_phone_ip_user_agent_or_text(app: TestAp
 
 /// Everything stored, as text: SQLite's files (lossy UTF-8 keeps ASCII as is) or
 /// PostgreSQL's rows (`row_to_json`, bytea as `\x` hex).
-async fn raw_database_text(app: &TestApp) -> String {
+pub async fn raw_database_text(app: &TestApp) -> String {
     match &app.settings.database {
         consentgate::store::DatabaseUrl::Sqlite(path) => {
             // Let the service settle, then read the file and its WAL as they are.

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod ops;
 pub mod opt_ins;
 pub mod revocations;
+pub mod subjects;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
