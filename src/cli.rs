@@ -56,9 +56,19 @@ enum Command {
     /// Master key utilities.
     #[command(subcommand, name = "master-key")]
     MasterKey(MasterKeyCommand),
+    /// Retention (policy `retention`).
+    #[command(subcommand)]
+    Retention(RetentionCommand),
     /// Checkpoint signing key utilities.
     #[command(subcommand, name = "signing-key")]
     SigningKey(SigningKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RetentionCommand {
+    /// Run the retention job once (as the service does every interval) and print
+    /// what was purged per business.
+    Run,
 }
 
 #[derive(Debug, Subcommand)]
@@ -264,6 +274,22 @@ fn execute(command: Command) -> Result<ExitCode, String> {
                 "business_id": c.business_id, "seq": c.seq, "hash": hex::encode(&c.hash),
                 "at": crate::crypto::chain::format_at(c.at), "key_id": c.key_id,
                 "signature": hex::encode(&c.signature)}))));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Retention(RetentionCommand::Run) => {
+            let prepared = startup::prepare(&settings()?).map_err(|e| e.to_string())?;
+            let ledger = crate::ledger::Ledger::new(
+                prepared.store,
+                std::sync::Arc::new(crate::ledger::Keyring::new(prepared.master_key)),
+                std::sync::Arc::new(prepared.policies),
+            );
+            let purged = actix_web::rt::System::new()
+                .block_on(ledger.run_retention())
+                .map_err(|e| e.to_string())?;
+            print_json(&json!(purged
+                .into_iter()
+                .map(|(business_id, counts)| json!({"business_id": business_id, "purged": counts}))
+                .collect::<Vec<_>>()));
             Ok(ExitCode::SUCCESS)
         }
         Command::SigningKey(SigningKeyCommand::Generate) => {

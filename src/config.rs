@@ -69,6 +69,8 @@ pub struct Settings {
     pub checkpoint_every_events: u32,
     /// And at least this often (seconds) for a business whose chain moved.
     pub checkpoint_interval_secs: u64,
+    /// How often the retention job runs (seconds).
+    pub retention_interval_secs: u64,
     pub log_format: LogFormat,
     pub log_filter: String,
     /// Extra or overriding policy files (`*.toml`); the shipped ones are built in.
@@ -114,6 +116,7 @@ struct Raw {
     signing_key_file: Option<PathBuf>,
     checkpoint_every_events: Option<u32>,
     checkpoint_interval_secs: Option<u64>,
+    retention_interval_secs: Option<u64>,
     log_format: Option<LogFormat>,
     log: Option<String>,
     policies_dir: Option<PathBuf>,
@@ -237,6 +240,13 @@ impl Settings {
                 "must be between 1 and 86400",
             ));
         }
+        let retention_interval_secs = raw.retention_interval_secs.unwrap_or(3600);
+        if !(1..=7 * 86_400).contains(&retention_interval_secs) {
+            return Err(ConfigError::new(
+                "CONSENTGATE_RETENTION_INTERVAL_SECS",
+                "must be between 1 and 604800",
+            ));
+        }
         let operator_token = match raw.operator_token {
             Some(token) => {
                 use secrecy::ExposeSecret;
@@ -290,6 +300,7 @@ impl Settings {
             signing_key,
             checkpoint_every_events,
             checkpoint_interval_secs,
+            retention_interval_secs,
             log_format: raw.log_format.unwrap_or(LogFormat::Pretty),
             log_filter,
             policies_dir: raw.policies_dir,

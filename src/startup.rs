@@ -241,6 +241,26 @@ fn spawn_checkpoints(store: Store, interval: std::time::Duration) {
     });
 }
 
+/// Every `interval`, the retention job (each purge audited as `retention.purge`).
+fn spawn_retention(ledger: std::sync::Arc<Ledger>, interval: std::time::Duration) {
+    actix_web::rt::spawn(async move {
+        let mut ticker = actix_web::rt::time::interval(interval);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            match ledger.run_retention().await {
+                Ok(purged) if purged.is_empty() => {}
+                Ok(purged) => {
+                    tracing::info!(businesses = purged.len(), "retention purged expired data")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention run failed; retrying next interval")
+                }
+            }
+        }
+    });
+}
+
 /// The running service.
 pub struct Application {
     port: u16,
@@ -304,6 +324,7 @@ impl Application {
         let metrics = web::Data::new(Metrics::default());
         let body_limit = BodyLimit(settings.max_body_bytes);
 
+        let retention_ledger = ledger.clone().into_inner();
         let mut server = HttpServer::new(move || {
             let (app, _) = App::new()
                 .into_utoipa_app()
@@ -337,6 +358,10 @@ impl Application {
         spawn_checkpoints(
             store.clone(),
             std::time::Duration::from_secs(settings.checkpoint_interval_secs),
+        );
+        spawn_retention(
+            retention_ledger,
+            std::time::Duration::from_secs(settings.retention_interval_secs),
         );
         tracing::info!(port, backend = ?store.backend(), "consentgate listening");
         Ok(Application {

@@ -9,6 +9,7 @@
 pub mod audit_view;
 pub mod check;
 pub mod record;
+pub mod retention;
 pub mod subjects;
 
 use std::sync::Arc;

@@ -414,3 +414,93 @@ pub fn suppression_markers(
     }
     Ok(out)
 }
+
+/// What one retention run removed for one business.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RetentionCounts {
+    /// Inbound-message facts of windows closed longer ago than the policy keeps.
+    pub closed_windows: usize,
+    /// Opt-ins (and their confirmations) whose evidence was purged.
+    pub evidence_purged: usize,
+    /// Idempotency records past their 24 h.
+    pub idempotency_records: usize,
+}
+
+impl RetentionCounts {
+    pub fn total(&self) -> usize {
+        self.closed_windows + self.evidence_purged + self.idempotency_records
+    }
+}
+
+/// Deletes inbound facts received before `cutoff` (their windows are long closed).
+pub fn purge_inbound_before(
+    conn: &mut DbConnection,
+    business_id: Uuid,
+    cutoff: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    Ok(diesel::delete(
+        facts::table
+            .filter(facts::business_id.eq(business_id.to_string()))
+            .filter(facts::kind.eq(FactKind::Inbound.as_str()))
+            .filter(facts::effective_at.lt(to_naive(cutoff))),
+    )
+    .execute(conn)?)
+}
+
+/// Opt-in facts of a business with evidence still held, collected before `cutoff`.
+pub fn opt_ins_with_evidence_before(
+    conn: &mut DbConnection,
+    business_id: Uuid,
+    cutoff: DateTime<Utc>,
+) -> Result<Vec<FactRow>, StoreError> {
+    Ok(facts::table
+        .filter(facts::business_id.eq(business_id.to_string()))
+        .filter(facts::kind.eq(FactKind::OptIn.as_str()))
+        .filter(facts::evidence.is_not_null())
+        .filter(facts::effective_at.lt(to_naive(cutoff)))
+        .select(FactRow::as_select())
+        .load(conn)?)
+}
+
+/// Removes the evidence of an opt-in and of its confirmations (the facts stay:
+/// the decision still needs them).
+pub fn purge_evidence(
+    conn: &mut DbConnection,
+    business_id: Uuid,
+    opt_in_id: Uuid,
+) -> Result<(), StoreError> {
+    let id = opt_in_id.to_string();
+    diesel::update(
+        facts::table
+            .filter(facts::business_id.eq(business_id.to_string()))
+            .filter(facts::id.eq(&id).or(facts::opt_in_id.eq(&id))),
+    )
+    .set(facts::evidence.eq(None::<Vec<u8>>))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Deletes idempotency records created before `cutoff`.
+pub fn purge_idempotency_before(
+    conn: &mut DbConnection,
+    business_id: Uuid,
+    cutoff: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    Ok(diesel::delete(
+        idempotency_keys::table
+            .filter(idempotency_keys::business_id.eq(business_id.to_string()))
+            .filter(idempotency_keys::created_at.lt(to_naive(cutoff))),
+    )
+    .execute(conn)?)
+}
+
+/// Every business id with its policy name.
+pub fn businesses_and_policies(conn: &mut DbConnection) -> Result<Vec<(Uuid, String)>, StoreError> {
+    use super::schema::businesses;
+    businesses::table
+        .select((businesses::id, businesses::policy))
+        .load::<(String, String)>(conn)?
+        .into_iter()
+        .map(|(id, policy)| Ok((parse_id(&id)?, policy)))
+        .collect()
+}

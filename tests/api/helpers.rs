@@ -188,6 +188,7 @@ pub fn test_settings(database: DatabaseUrl, data_dir: &std::path::Path) -> Setti
         )),
         checkpoint_every_events: 100,
         checkpoint_interval_secs: 3600,
+        retention_interval_secs: 86_400,
         log_format: LogFormat::Json,
         log_filter: "debug".into(),
         policies_dir: None,

@@ -17,4 +17,5 @@ mod migrations;
 mod openapi;
 mod ops;
 mod privacy;
+mod retention;
 mod subjects;
