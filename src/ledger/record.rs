@@ -208,18 +208,16 @@ impl Ledger {
                 let evidence = sealed_evidence(&subject, business_id, &command.evidence)?;
                 let now = time::now();
                 let fact = NewFact {
-                    id: Uuid::now_v7(),
-                    business_id,
-                    subject_id: subject.id,
-                    kind: FactKind::OptIn,
-                    effective_at: command.evidence.collected_at,
-                    recorded_at: now,
                     categories: Some(categories.clone()),
-                    opt_in_id: None,
                     channel: Some(command.channel.as_str().to_owned()),
-                    entry_point: None,
-                    by_keyword: false,
                     evidence: Some(evidence.clone()),
+                    ..NewFact::new(
+                        FactKind::OptIn,
+                        business_id,
+                        subject.id,
+                        command.evidence.collected_at,
+                        now,
+                    )
                 };
                 rows::insert_fact(conn, &fact)?;
                 let status = if pending {
@@ -306,18 +304,16 @@ impl Ledger {
                 let evidence = sealed_evidence(&subject, business_id, &command.evidence)?;
                 let now = time::now();
                 let fact = NewFact {
-                    id: Uuid::now_v7(),
-                    business_id,
-                    subject_id,
-                    kind: FactKind::Confirmation,
-                    effective_at: command.evidence.collected_at,
-                    recorded_at: now,
-                    categories: None,
                     opt_in_id: Some(opt_in.id),
                     channel: Some(command.channel.as_str().to_owned()),
-                    entry_point: None,
-                    by_keyword: false,
                     evidence: Some(evidence.clone()),
+                    ..NewFact::new(
+                        FactKind::Confirmation,
+                        business_id,
+                        subject_id,
+                        command.evidence.collected_at,
+                        now,
+                    )
                 };
                 rows::insert_fact(conn, &fact)?;
                 let response = OptInResponse {
@@ -398,18 +394,15 @@ impl Ledger {
                 let evidence = sealed_evidence(&subject, business_id, &command.evidence)?;
                 let now = time::now();
                 let fact = NewFact {
-                    id: Uuid::now_v7(),
-                    business_id,
-                    subject_id: subject.id,
-                    kind: if command.blocked { FactKind::Block } else { FactKind::Unblock },
-                    effective_at: command.evidence.collected_at,
-                    recorded_at: now,
-                    categories: None,
-                    opt_in_id: None,
                     channel: Some(command.evidence.channel().as_str().to_owned()),
-                    entry_point: None,
-                    by_keyword: false,
                     evidence: Some(evidence.clone()),
+                    ..NewFact::new(
+                        if command.blocked { FactKind::Block } else { FactKind::Unblock },
+                        business_id,
+                        subject.id,
+                        command.evidence.collected_at,
+                        now,
+                    )
                 };
                 rows::insert_fact(conn, &fact)?;
                 let event = NewEvent::about(
@@ -452,18 +445,14 @@ impl Ledger {
                 let before = rows::history(conn, subject.id)?;
                 let now = time::now();
                 let fact = NewFact {
-                    id: Uuid::now_v7(),
-                    business_id,
-                    subject_id: subject.id,
-                    kind: FactKind::Inbound,
-                    effective_at: command.received_at,
-                    recorded_at: now,
-                    categories: None,
-                    opt_in_id: None,
-                    channel: None,
                     entry_point: command.entry_point.clone(),
-                    by_keyword: false,
-                    evidence: None,
+                    ..NewFact::new(
+                        FactKind::Inbound,
+                        business_id,
+                        subject.id,
+                        command.received_at,
+                        now,
+                    )
                 };
                 rows::insert_fact(conn, &fact)?;
                 let window_expires_at = window_expiry(
@@ -523,20 +512,19 @@ impl Ledger {
                         if !restored.is_empty() {
                             let sealed = sealed_evidence(&subject, business_id, &evidence)?;
                             let opt_in = NewFact {
-                                id: Uuid::now_v7(),
-                                business_id,
-                                subject_id: subject.id,
-                                kind: FactKind::OptIn,
-                                effective_at: command.received_at,
-                                recorded_at: now,
                                 categories: Some(restored.clone()),
-                                opt_in_id: None,
                                 channel: Some(Channel::Keyword.as_str().to_owned()),
-                                entry_point: None,
                                 // The START came from the subject's own phone: no
                                 // further confirmation step.
                                 by_keyword: true,
                                 evidence: Some(sealed.clone()),
+                                ..NewFact::new(
+                                    FactKind::OptIn,
+                                    business_id,
+                                    subject.id,
+                                    command.received_at,
+                                    now,
+                                )
                             };
                             rows::insert_fact(conn, &opt_in)?;
                             events.push(NewEvent::about(
@@ -577,18 +565,17 @@ fn revoke(
     let sealed = sealed_evidence(subject, business_id, evidence)?;
     let now = time::now();
     let fact = NewFact {
-        id: Uuid::now_v7(),
-        business_id,
-        subject_id: subject.id,
-        kind: FactKind::Revocation,
-        effective_at: evidence.collected_at,
-        recorded_at: now,
         categories: categories.clone(),
-        opt_in_id: None,
         channel: Some(channel.as_str().to_owned()),
-        entry_point: None,
         by_keyword,
         evidence: Some(sealed.clone()),
+        ..NewFact::new(
+            FactKind::Revocation,
+            business_id,
+            subject.id,
+            evidence.collected_at,
+            now,
+        )
     };
     rows::insert_fact(conn, &fact)?;
     let event = NewEvent::about(

@@ -56,6 +56,33 @@ pub struct NewFact {
     pub evidence: Option<Vec<u8>>,
 }
 
+impl NewFact {
+    /// A fact with a fresh id and nothing optional set; callers add what applies
+    /// with struct update syntax.
+    pub fn new(
+        kind: FactKind,
+        business_id: Uuid,
+        subject_id: Uuid,
+        effective_at: DateTime<Utc>,
+        recorded_at: DateTime<Utc>,
+    ) -> NewFact {
+        NewFact {
+            id: Uuid::now_v7(),
+            business_id,
+            subject_id,
+            kind,
+            effective_at,
+            recorded_at,
+            categories: None,
+            opt_in_id: None,
+            channel: None,
+            entry_point: None,
+            by_keyword: false,
+            evidence: None,
+        }
+    }
+}
+
 /// A subject as the write path needs it.
 #[derive(Debug, Clone)]
 pub struct SubjectKeys {

@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::auth::Principal;
 use super::error::{ApiError, FieldError};
 use super::extract::IdempotencyKey;
-use crate::domain::evidence::FieldProblem;
+use crate::domain::evidence::{FieldProblem, Limits};
 use crate::domain::phone::{Phone, PhoneError};
 use crate::ledger::{Caller, Ledger};
 use crate::policy::{Category, Policy};
@@ -96,6 +96,31 @@ pub(crate) fn unknown_category(policy: &Policy) -> String {
         policy.name(),
         names.join(", ")
     )
+}
+
+/// What evidence timestamps are checked against: now, and the policy's clock skew.
+pub(crate) fn evidence_limits(policy: &Policy) -> Limits {
+    Limits {
+        now: crate::domain::time::now(),
+        clock_skew: policy.clock_skew(),
+    }
+}
+
+/// An optional free-text reference (trimmed, bounded, no control characters);
+/// a bad one is recorded against `field`.
+pub(crate) fn optional_text(
+    field: &str,
+    value: Option<&str>,
+    max: usize,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
+    match value.map(|v| display_name(field, v, max)).transpose() {
+        Ok(text) => text,
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    }
 }
 
 pub(crate) fn evidence_errors(problems: Vec<FieldProblem>) -> impl Iterator<Item = FieldError> {

@@ -9,12 +9,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::domain::evidence::{Channel, Evidence, Limits, Strictness};
-use crate::domain::time;
+use crate::domain::evidence::{Channel, Evidence, Strictness};
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
 use crate::http::extract::{IdempotencyKey, Json};
-use crate::http::handlers::{caller, evidence_errors, idempotency, parse_phone, written};
+use crate::http::handlers::{
+    caller, evidence_errors, evidence_limits, idempotency, parse_phone, written,
+};
 use crate::ledger::Ledger;
 use crate::ledger::record::RecordBlock;
 
@@ -50,10 +51,7 @@ async fn record(
         request.default_region.as_deref(),
         &mut errors,
     );
-    let limits = Limits {
-        now: time::now(),
-        clock_skew: caller.policy.clock_skew(),
-    };
+    let limits = evidence_limits(&caller.policy);
     let channel = request.channel.unwrap_or(Channel::Api);
     let evidence = Evidence::parse(
         channel,

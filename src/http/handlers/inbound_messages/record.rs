@@ -9,7 +9,7 @@ use crate::domain::time;
 use crate::http::auth::Principal;
 use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::{IdempotencyKey, Json};
-use crate::http::handlers::{caller, display_name, idempotency, parse_phone, written};
+use crate::http::handlers::{caller, idempotency, optional_text, parse_phone, written};
 use crate::ledger::Ledger;
 use crate::ledger::record::{InboundResponse, RecordInbound};
 
@@ -87,14 +87,12 @@ pub async fn record_inbound_message(
             ));
         }
     }
-    let message_reference = request
-        .message_reference
-        .as_deref()
-        .map(|r| display_name("message_reference", r, 500))
-        .transpose()
-        .map_err(|e| errors.push(e))
-        .ok()
-        .flatten();
+    let message_reference = optional_text(
+        "message_reference",
+        request.message_reference.as_deref(),
+        500,
+        &mut errors,
+    );
     let (Some(phone), true) = (phone, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };

@@ -5,12 +5,11 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::domain::Scope;
-use crate::domain::evidence::{Channel, Evidence, Limits, Strictness};
-use crate::domain::time;
+use crate::domain::evidence::{Channel, Evidence, Strictness};
 use crate::http::auth::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{IdempotencyKey, Json};
-use crate::http::handlers::{caller, evidence_errors, idempotency, written};
+use crate::http::handlers::{caller, evidence_errors, evidence_limits, idempotency, written};
 use crate::ledger::Ledger;
 use crate::ledger::record::{ConfirmOptIn, OptInResponse};
 
@@ -59,10 +58,7 @@ pub async fn confirm_opt_in(
     principal.require(Scope::ConsentsWrite)?;
     let caller = caller(&principal, &ledger)?;
     let Json(request, raw) = body;
-    let limits = Limits {
-        now: time::now(),
-        clock_skew: caller.policy.clock_skew(),
-    };
+    let limits = evidence_limits(&caller.policy);
     let evidence = Evidence::parse(
         request.channel,
         request.evidence.as_ref(),

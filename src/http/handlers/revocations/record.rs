@@ -4,13 +4,12 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::domain::Scope;
-use crate::domain::evidence::{Channel, Evidence, Limits, Strictness};
-use crate::domain::time;
+use crate::domain::evidence::{Channel, Evidence, Strictness};
 use crate::http::auth::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{IdempotencyKey, Json};
 use crate::http::handlers::{
-    caller, evidence_errors, idempotency, parse_categories, parse_phone, written,
+    caller, evidence_errors, evidence_limits, idempotency, parse_categories, parse_phone, written,
 };
 use crate::ledger::Ledger;
 use crate::ledger::record::{RecordRevocation, RevocationResponse};
@@ -69,10 +68,7 @@ pub async fn record_revocation(
         None => Some(None),
         Some(names) => parse_categories(&caller.policy, "categories", names, &mut errors).map(Some),
     };
-    let limits = Limits {
-        now: time::now(),
-        clock_skew: caller.policy.clock_skew(),
-    };
+    let limits = evidence_limits(&caller.policy);
     let evidence = Evidence::parse(
         request.channel,
         request.evidence.as_ref(),

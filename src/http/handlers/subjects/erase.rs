@@ -6,7 +6,7 @@ use crate::domain::Scope;
 use crate::http::auth::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{IdempotencyKey, Json};
-use crate::http::handlers::{caller, display_name, idempotency, parse_phone, written};
+use crate::http::handlers::{caller, idempotency, optional_text, parse_phone, written};
 use crate::ledger::Ledger;
 use crate::ledger::subjects::ErasureReceipt;
 
@@ -48,14 +48,12 @@ pub async fn erase_subject(
         request.default_region.as_deref(),
         &mut errors,
     );
-    let reference = request
-        .request_reference
-        .as_deref()
-        .map(|r| display_name("request_reference", r, 200))
-        .transpose()
-        .map_err(|e| errors.push(e))
-        .ok()
-        .flatten();
+    let reference = optional_text(
+        "request_reference",
+        request.request_reference.as_deref(),
+        200,
+        &mut errors,
+    );
     let (Some(phone), true) = (phone, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
