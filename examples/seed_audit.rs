@@ -28,7 +28,7 @@ fn main() {
     while written < n {
         let batch = (n - written).min(1_000);
         store
-            .write_blocking(&mut conn, business.id, Actor::System, |_| {
+            .write_blocking(&mut conn, business.id, Actor::System, |_, _| {
                 let events = (0..batch)
                     .map(|i| {
                         NewEvent::new(

@@ -14,6 +14,7 @@ use crate::config::{
 };
 use crate::crypto::master_key::{self, MasterKey, MasterKeyError, NewFileError};
 use crate::crypto::signing::SigningKey;
+use crate::domain::time::Clock;
 use crate::http::auth::{AuthLimits, Authenticator, OperatorToken};
 use crate::http::extract::{self, BodyLimit};
 use crate::http::handlers::ops::openapi::OpenApiYaml;
@@ -271,6 +272,15 @@ pub struct Application {
 impl Application {
     /// Prepares everything and binds the listener (port 0 picks a free port).
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        Application::build_with_clock(settings, Clock::system()).await
+    }
+
+    /// [`Application::build`] reading `clock` instead of the system clock: tests
+    /// run several nodes on one database with clocks seconds apart.
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Clock,
+    ) -> Result<Application, StartupError> {
         let prepared = {
             let settings = settings.clone();
             tokio::task::spawn_blocking(move || prepare(&settings))
@@ -283,6 +293,7 @@ impl Application {
             policies,
             master_key,
         } = prepared;
+        let store = store.with_clock(clock);
         let policies = std::sync::Arc::new(policies);
         let ledger = web::Data::new(Ledger::new(
             store.clone(),

@@ -118,7 +118,9 @@ impl Channel {
             Channel::ClickToChat | Channel::Keyword => &[Key::MessageReference],
             Channel::Import => &[Key::SourceSystem, Key::OriginalChannel],
             Channel::Support => &[Key::StaffId, Key::TicketReference],
-            Channel::Api => &[Key::SourceSystem],
+            // A system relaying what happened on a messaging platform (a block, a
+            // STOP) names the platform's message.
+            Channel::Api => &[Key::SourceSystem, Key::MessageReference],
         }
     }
 
@@ -172,8 +174,11 @@ impl FromStr for Channel {
     }
 }
 
-/// One problem with one field of a request's evidence.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, thiserror::Error)]
+/// One problem with one field of a request's evidence (for a withdrawal: a field
+/// that was dropped, reported as a warning).
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, thiserror::Error, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[error("{field}: {message}")]
 pub struct FieldProblem {
     /// Dotted path: `evidence` for the object itself, else `evidence.<key>`.
@@ -183,7 +188,7 @@ pub struct FieldProblem {
 }
 
 impl FieldProblem {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> FieldProblem {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldProblem {
         FieldProblem {
             field: field.into(),
             message: message.into(),
@@ -327,6 +332,10 @@ pub enum Details {
         /// The calling system, e.g. `partner-portal`.
         #[serde(skip_serializing_if = "Option::is_none")]
         source_system: Option<String>,
+        /// The messaging platform's id of the message or notification relayed
+        /// (e.g. the block or STOP a platform reported).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_reference: Option<String>,
     },
 }
 
@@ -472,6 +481,103 @@ impl Evidence {
             Ok(fields.into_evidence(channel, limits))
         } else {
             Err(problems)
+        }
+    }
+}
+
+/// The evidence of a withdrawal (revocation, block, unblock), parsed leniently:
+/// GDPR Art. 7(3) makes withdrawing as easy as giving, so a STOP forwarded with a
+/// malformed IP or an overlong user agent is recorded all the same. What is
+/// malformed is dropped and named, never kept.
+#[derive(Debug, Clone)]
+pub struct Withdrawal {
+    /// What was kept. Without a stated `collected_at` it holds `limits.now` until
+    /// [`Withdrawal::dated`] sets the recorded time.
+    pub evidence: Evidence,
+    /// Whether `collected_at` was stated (and kept).
+    pub stated: bool,
+    /// The fields dropped, each with why (never with its value).
+    pub dropped: Vec<FieldProblem>,
+}
+
+impl Withdrawal {
+    /// The evidence to keep for a withdrawal recorded at `recorded_at`: without a
+    /// stated time, it happened when it was recorded.
+    pub fn dated(&self, recorded_at: DateTime<Utc>) -> Evidence {
+        let mut evidence = self.evidence.clone();
+        if !self.stated {
+            evidence.collected_at = recorded_at;
+        }
+        evidence
+    }
+
+    /// The dropped fields' names, for the audit event (names only, never values).
+    pub fn dropped_fields(&self) -> Vec<String> {
+        self.dropped.iter().map(|p| p.field.clone()).collect()
+    }
+}
+
+impl Evidence {
+    /// Validates a withdrawal's evidence like [`Evidence::parse`] with
+    /// [`Strictness::Withdrawal`], but never refuses it: each field with a problem
+    /// (malformed, too long, unknown, not evidence for `channel`, a `collected_at`
+    /// beyond the clock skew) is dropped and reported in [`Withdrawal::dropped`].
+    pub fn parse_withdrawal(
+        channel: Channel,
+        value: Option<&Value>,
+        limits: &Limits,
+    ) -> Withdrawal {
+        let mut dropped = Vec::new();
+        let mut object = match value {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(object)) => object.clone(),
+            Some(_) => {
+                dropped.push(FieldProblem::new(ROOT, "must be a JSON object; ignored"));
+                Map::new()
+            }
+        };
+        // Each pass drops the fields named in the problems; a problem naming the
+        // object itself (keys that do not look like field names) drops every key
+        // that is no evidence field. Two passes always suffice; the bound is a
+        // guard, and the last resort is no evidence at all.
+        for _ in 0..3 {
+            match Evidence::parse(
+                channel,
+                Some(&Value::Object(object.clone())),
+                Strictness::Withdrawal,
+                limits,
+            ) {
+                Ok(evidence) => {
+                    let stated = object
+                        .get(Key::CollectedAt.name())
+                        .is_some_and(|raw| !raw.is_null());
+                    return Withdrawal {
+                        evidence,
+                        stated,
+                        dropped,
+                    };
+                }
+                Err(problems) => {
+                    for problem in problems {
+                        match problem.field.strip_prefix(&format!("{ROOT}.")) {
+                            Some(key) => {
+                                object.remove(key);
+                            }
+                            None => object.retain(|key, _| Key::from_name(key).is_some()),
+                        }
+                        dropped.push(FieldProblem::new(
+                            problem.field,
+                            format!("{}; the field was dropped", problem.message),
+                        ));
+                    }
+                }
+            }
+        }
+        Withdrawal {
+            evidence: Evidence::parse(channel, None, Strictness::Withdrawal, limits)
+                .expect("no evidence is valid evidence for a withdrawal"),
+            stated: false,
+            dropped,
         }
     }
 }
@@ -748,6 +854,7 @@ impl Fields {
             },
             Channel::Api => Details::Api {
                 source_system: self.source_system,
+                message_reference: self.message_reference,
             },
         };
         Evidence {

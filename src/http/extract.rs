@@ -66,15 +66,31 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
 }
 
 /// Deserialises a JSON document, mapping errors to problems that name the field.
+/// A body that is not well-formed JSON is a 400 wherever the breakage is, even
+/// when a field before it already had the wrong shape: serde stops at the first
+/// problem, so a data error is only reported once the whole body is known to parse.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        json_error(&path, &inner)
-    })?;
-    de.end().map_err(|e| json_error(".", &e))?;
-    Ok(value)
+    let value = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            json_error(&path, &inner)
+        })
+        .and_then(|value| {
+            de.end().map_err(|e| json_error(".", &e))?;
+            Ok(value)
+        });
+    match value {
+        Err(ApiError::Validation(errors)) => {
+            // Only on the error path: the body is read a second time, as syntax only.
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => Err(ApiError::Validation(errors)),
+                Err(e) => Err(json_error(".", &e)),
+            }
+        }
+        other => other,
+    }
 }
 
 fn json_error(path: &str, e: &serde_json::Error) -> ApiError {
@@ -242,6 +258,23 @@ mod tests {
     fn an_unknown_field_is_named() {
         let errors = fields(r#"{"name":"a","inner":{"count":1},"list":[],"extra":1}"#);
         assert_eq!(errors[0].field, "extra");
+    }
+
+    #[test]
+    fn a_truncated_body_is_a_400_even_after_a_bad_field() {
+        for body in [
+            r#"{"extra":1,"name":"a""#,
+            r#"{"name":5,"inner":{"count":1},"list":["#,
+            r#"{"name":"a","inner":{"count":"x"}"#,
+        ] {
+            assert!(
+                matches!(
+                    parse_json::<Req>(body.as_bytes()),
+                    Err(ApiError::MalformedBody(_))
+                ),
+                "{body:?}"
+            );
+        }
     }
 
     #[test]

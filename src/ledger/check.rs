@@ -13,8 +13,7 @@ use uuid::Uuid;
 use super::{Caller, Ledger, PolicyRef};
 use crate::domain::history::SubjectHistory;
 use crate::domain::phone::Phone;
-use crate::domain::time;
-use crate::policy::{Basis, Category, Price, Reason, decide};
+use crate::policy::{Basis, Category, Moment, Price, Reason, decide};
 use crate::store::StoreError;
 use crate::store::ledger as rows;
 
@@ -119,14 +118,15 @@ impl Ledger {
             })
             .await
             .map_err(CheckUnavailable)?;
-        let evaluated_at = time::now();
-        let as_of = as_of.unwrap_or(evaluated_at);
+        let evaluated_at = self.store.clock().now();
+        let moment = as_of.map_or(Moment::Live(evaluated_at), Moment::AsOf);
+        let as_of = moment.instant();
         let decision = decide(
             &history,
             &caller.policy,
             category,
             Some(phone.calling_code()),
-            as_of,
+            moment,
         );
         Ok(CheckResponse {
             allowed: decision.allowed,
@@ -156,6 +156,7 @@ impl Ledger {
         let business_id = caller.business_id;
         let keys = self.keys.clone();
         let policy = caller.policy.clone();
+        let clock = self.store.clock();
         self.store
             .run(move |conn| {
                 let key = keys.pseudonym_key(business_id);
@@ -175,8 +176,9 @@ impl Ledger {
                     .filter_map(|p| p.as_ref().ok().map(|(_, s)| *s))
                     .collect();
                 let histories = rows::histories_by_pseudonym(conn, business_id, &pseudonyms)?;
-                let evaluated_at = time::now();
-                let as_of = as_of.unwrap_or(evaluated_at);
+                let evaluated_at = clock.now();
+                let moment = as_of.map_or(Moment::Live(evaluated_at), Moment::AsOf);
+                let as_of = moment.instant();
                 let empty = SubjectHistory::default();
                 let mut counts: BTreeMap<String, usize> = BTreeMap::new();
                 let mut allowed = 0;
@@ -192,7 +194,7 @@ impl Ledger {
                                     &policy,
                                     &category,
                                     Some(phone.calling_code()),
-                                    as_of,
+                                    moment,
                                 );
                                 BatchItem {
                                     phone: raw,

@@ -93,6 +93,11 @@ impl Ledger {
         &self.keys
     }
 
+    /// This node's clock.
+    pub fn clock(&self) -> crate::domain::time::Clock {
+        self.store.clock()
+    }
+
     /// The policy a business is bound to. A business whose policy is no longer
     /// loaded cannot be answered: the caller fails closed.
     pub fn policy(&self, name: &str) -> Option<Arc<Policy>> {
@@ -143,6 +148,7 @@ pub(crate) fn open_or_create_subject(
     business_id: Uuid,
     phone: &Phone,
     pseudonym: &[u8; 32],
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<OpenSubject, StoreError> {
     match rows::find_subject(conn, business_id, pseudonym)? {
         Some(SubjectKeys {
@@ -167,14 +173,7 @@ pub(crate) fn open_or_create_subject(
                 wrapped_key: Some(subject.key.wrap(keys.kek(), business_id, id)),
             };
             let sealed_phone = subject.seal(business_id, "phone", phone.as_e164().as_bytes());
-            rows::insert_subject(
-                conn,
-                business_id,
-                &keys_row,
-                pseudonym,
-                sealed_phone,
-                crate::domain::time::now(),
-            )?;
+            rows::insert_subject(conn, business_id, &keys_row, pseudonym, sealed_phone, now)?;
             Ok(subject)
         }
     }

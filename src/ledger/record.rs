@@ -1,8 +1,15 @@
 //! Recording: opt-ins, confirmations, revocations, blocks and inbound messages.
 //! Each appends its fact and its audit event in one transaction through the
 //! store's one write path, with an optional Idempotency-Key.
+//!
+//! Every fact of a write is recorded at the write's recorded time (the store's
+//! monotone per-business clock, see `Store::write`), and its effective time is
+//! the earlier of its stated time and that (SPEC section 3): a client clock running
+//! ahead cannot postpone a STOP. Withdrawals (revocations, blocks, inbound
+//! messages) arrive already cleansed of malformed optional fields, which the
+//! handlers drop and name; the audit event lists the dropped field names.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
@@ -11,11 +18,12 @@ use uuid::Uuid;
 use super::{Caller, Ledger, OpenSubject, open_or_create_subject, sealed_text};
 use crate::audit::{EventType, NewEvent};
 use crate::crypto::envelope::DataKey;
-use crate::domain::evidence::{Channel, Evidence};
-use crate::domain::history::Fact;
+use crate::domain::evidence::{Channel, Evidence, FieldProblem, Withdrawal};
+use crate::domain::history::{Fact, SubjectHistory};
 use crate::domain::phone::Phone;
-use crate::domain::time;
-use crate::policy::{Category, KeywordKind, Policy, keyword_restorable_categories};
+use crate::policy::{
+    Category, KeywordKind, Moment, Policy, SubjectState, keyword_restorable_categories,
+};
 use crate::store::ledger::{self as rows, FactKind, NewFact};
 use crate::store::{DbConnection, IdempotencyRequest, StoreError, Written};
 
@@ -44,8 +52,8 @@ pub struct OptInResponse {
     pub collected_at: DateTime<Utc>,
     /// When the service recorded it.
     pub recorded_at: DateTime<Utc>,
-    /// When the consent must be refreshed (`collected_at` plus the policy's maximum
-    /// consent age).
+    /// When the consent must be refreshed: the policy's maximum consent age after
+    /// it took effect (`collected_at`, or `recorded_at` if that is earlier).
     pub expires_at: DateTime<Utc>,
     /// When it was confirmed (double opt-in), if it has been.
     pub confirmed_at: Option<DateTime<Utc>>,
@@ -59,9 +67,13 @@ pub struct RevocationResponse {
     /// The categories withdrawn; `null` withdraws every category.
     pub categories: Option<Vec<String>>,
     pub channel: Channel,
-    /// When consent was withdrawn: effective at once.
+    /// When consent was withdrawn: the stated `collected_at`, but never later than
+    /// `recorded_at`. Effective at once.
     pub revoked_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
+    /// Optional fields that were malformed and dropped: the withdrawal was
+    /// recorded without them (GDPR Art. 7(3)).
+    pub warnings: Vec<FieldProblem>,
 }
 
 /// A block or unblock as recorded.
@@ -71,8 +83,12 @@ pub struct BlockResponse {
     pub subject_id: Uuid,
     /// True after a block, false after an unblock.
     pub blocked: bool,
+    /// When it took effect: the stated `collected_at`, never later than
+    /// `recorded_at`.
     pub at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
+    /// Optional fields that were malformed and dropped (the block was recorded).
+    pub warnings: Vec<FieldProblem>,
 }
 
 /// What an inbound message's text did.
@@ -83,8 +99,9 @@ pub enum KeywordAction {
     None,
     /// An opt-out keyword (STOP and its kin): every category was revoked.
     OptOut,
-    /// An opt-in keyword (START and its kin): the categories the last keyword
-    /// opt-out revoked were restored (possibly none: it never grants new consent).
+    /// An opt-in keyword (START and its kin): the keyword opt-outs before it were
+    /// undone, so the consent they revoked is in force again with its original
+    /// age (possibly none: it never grants new consent).
     OptIn,
     /// A help keyword: nothing changed.
     Help,
@@ -95,16 +112,22 @@ pub enum KeywordAction {
 pub struct InboundResponse {
     pub id: Uuid,
     pub subject_id: Uuid,
+    /// When the message was received (as stated; it takes effect no later than
+    /// `recorded_at`).
     pub received_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
     /// When the customer-service window closes (`null` when the policy has none).
     pub window_expires_at: Option<DateTime<Utc>>,
     pub keyword_action: KeywordAction,
     /// The revocation an opt-out keyword recorded.
     pub revocation_id: Option<Uuid>,
-    /// The opt-in an opt-in keyword recorded (when it restored anything).
-    pub opt_in_id: Option<Uuid>,
-    /// The categories an opt-in keyword restored.
+    /// The restoration an opt-in keyword recorded (when there was a keyword
+    /// opt-out to undo).
+    pub restoration_id: Option<Uuid>,
+    /// The categories an opt-in keyword brought back into force.
     pub restored_categories: Vec<String>,
+    /// Optional fields that were malformed and dropped (the message was recorded).
+    pub warnings: Vec<FieldProblem>,
 }
 
 /// A validated opt-in.
@@ -116,25 +139,31 @@ pub struct RecordOptIn {
     pub evidence: Evidence,
 }
 
-/// A validated revocation.
+/// A revocation, its optional fields already cleansed.
 #[derive(Debug)]
 pub struct RecordRevocation {
     pub phone: Phone,
     /// `None`: every category.
     pub categories: Option<Vec<Category>>,
     pub channel: Channel,
-    pub evidence: Evidence,
+    pub evidence: Withdrawal,
+    /// Request fields outside the evidence that were dropped (e.g. an unknown
+    /// category, which widens the revocation to every category).
+    pub dropped: Vec<FieldProblem>,
 }
 
-/// A validated block or unblock.
+/// A block or unblock, its optional fields already cleansed.
 #[derive(Debug)]
 pub struct RecordBlock {
     pub phone: Phone,
     pub blocked: bool,
-    pub evidence: Evidence,
+    pub evidence: Withdrawal,
+    /// Request fields outside the evidence that were dropped.
+    pub dropped: Vec<FieldProblem>,
 }
 
-/// A validated inbound message (its text already reduced to the keyword it is).
+/// A validated inbound message (its text already reduced to the keyword it is),
+/// its optional fields already cleansed.
 #[derive(Debug)]
 pub struct RecordInbound {
     pub phone: Phone,
@@ -142,6 +171,8 @@ pub struct RecordInbound {
     pub keyword: Option<KeywordKind>,
     pub entry_point: Option<String>,
     pub message_reference: Option<String>,
+    /// Optional fields that were dropped.
+    pub dropped: Vec<FieldProblem>,
 }
 
 /// A validated confirmation.
@@ -175,6 +206,11 @@ fn sealed_evidence(
     Ok(subject.seal(business_id, "evidence", &json))
 }
 
+/// The names of dropped fields, for audit event data (never their values).
+fn dropped_names(dropped: &[FieldProblem]) -> Vec<&str> {
+    dropped.iter().map(|p| p.field.as_str()).collect()
+}
+
 impl Ledger {
     fn pseudonym(&self, business_id: Uuid, phone: &Phone) -> [u8; 32] {
         self.keys.pseudonym_key(business_id).pseudonym(phone)
@@ -192,32 +228,32 @@ impl Ledger {
         let policy = caller.policy.clone();
         let keys = self.keys.clone();
         self.store
-            .write_idempotent(business_id, caller.actor, idempotency, move |conn| {
+            .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
+                let effective_at = command.evidence.collected_at.min(now);
                 // Consent collected before the person had their data erased is void:
                 // a stale import (or any late record of it) cannot re-add the number.
                 // Only consent given after the erasure counts.
                 if let Some(erasure) = rows::latest_erasure(conn, business_id, &pseudonym)? {
-                    if command.evidence.collected_at <= erasure.erased_at {
+                    if effective_at <= erasure.erased_at {
                         return Err(StoreError::Conflict("collected_before_erasure"));
                     }
                 }
-                let subject =
-                    open_or_create_subject(conn, &keys, business_id, &command.phone, &pseudonym)?;
+                let subject = open_or_create_subject(
+                    conn,
+                    &keys,
+                    business_id,
+                    &command.phone,
+                    &pseudonym,
+                    now,
+                )?;
                 let categories = names(&command.categories);
                 let pending = needs_confirmation(&policy, &categories);
                 let evidence = sealed_evidence(&subject, business_id, &command.evidence)?;
-                let now = time::now();
                 let fact = NewFact {
                     categories: Some(categories.clone()),
                     channel: Some(command.channel.as_str().to_owned()),
                     evidence: Some(evidence.clone()),
-                    ..NewFact::new(
-                        FactKind::OptIn,
-                        business_id,
-                        subject.id,
-                        command.evidence.collected_at,
-                        now,
-                    )
+                    ..NewFact::new(FactKind::OptIn, business_id, subject.id, effective_at, now)
                 };
                 rows::insert_fact(conn, &fact)?;
                 let status = if pending {
@@ -231,9 +267,9 @@ impl Ledger {
                     status,
                     categories,
                     channel: command.channel,
-                    collected_at: fact.effective_at,
+                    collected_at: command.evidence.collected_at,
                     recorded_at: now,
-                    expires_at: fact.effective_at + policy.max_age(),
+                    expires_at: effective_at + policy.max_age(),
                     confirmed_at: None,
                 };
                 let event = NewEvent::about(
@@ -244,7 +280,8 @@ impl Ledger {
                         "categories": response.categories,
                         "channel": command.channel,
                         "status": status,
-                        "collected_at": fact.effective_at,
+                        "collected_at": command.evidence.collected_at,
+                        "effective_at": effective_at,
                         "policy": policy.versioned(),
                         "evidence": sealed_text(&evidence),
                     }),
@@ -265,7 +302,7 @@ impl Ledger {
         let policy = caller.policy.clone();
         let keys = self.keys.clone();
         self.store
-            .write_idempotent(business_id, caller.actor, idempotency, move |conn| {
+            .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
                 let row = rows::fact(conn, business_id, command.opt_in_id)?;
                 if row.kind != FactKind::OptIn.as_str() {
                     return Err(StoreError::NotFound);
@@ -286,23 +323,17 @@ impl Ledger {
                 // Confirming what was withdrawn since would not revive it (the
                 // decision ignores it); tell the client instead of recording noise.
                 let history = rows::history(conn, subject_id)?;
-                let withdrawn = opt_in.categories.iter().all(|category| {
-                    history.facts.iter().any(|f| match f {
-                        Fact::Revocation { categories, at, .. } => {
-                            *at >= opt_in.collected_at
-                                && categories
-                                    .as_ref()
-                                    .is_none_or(|list| list.contains(category))
-                        }
-                        _ => false,
-                    })
-                });
+                let state = SubjectState::fold(&history, &policy, Moment::Live(now));
+                let withdrawn = opt_in
+                    .categories
+                    .iter()
+                    .all(|category| state.withdrawn_since(category, opt_in.effective_at()));
                 if withdrawn {
                     return Err(StoreError::Conflict("opt_in_revoked"));
                 }
                 let subject = open_subject(conn, &keys, business_id, subject_id)?;
                 let evidence = sealed_evidence(&subject, business_id, &command.evidence)?;
-                let now = time::now();
+                let confirmed_at = command.evidence.collected_at.min(now);
                 let fact = NewFact {
                     opt_in_id: Some(opt_in.id),
                     channel: Some(command.channel.as_str().to_owned()),
@@ -311,7 +342,7 @@ impl Ledger {
                         FactKind::Confirmation,
                         business_id,
                         subject_id,
-                        command.evidence.collected_at,
+                        confirmed_at,
                         now,
                     )
                 };
@@ -328,8 +359,8 @@ impl Ledger {
                         .ok_or_else(|| StoreError::Corrupt("facts.channel".into()))?,
                     collected_at: opt_in.collected_at,
                     recorded_at: opt_in.recorded_at,
-                    expires_at: opt_in.collected_at + policy.max_age(),
-                    confirmed_at: Some(fact.effective_at),
+                    expires_at: opt_in.effective_at() + policy.max_age(),
+                    confirmed_at: Some(confirmed_at),
                 };
                 let event = NewEvent::about(
                     EventType::OptInConfirmed,
@@ -338,7 +369,7 @@ impl Ledger {
                         "opt_in_id": opt_in.id,
                         "confirmation_id": fact.id,
                         "channel": command.channel,
-                        "confirmed_at": fact.effective_at,
+                        "confirmed_at": confirmed_at,
                         "evidence": sealed_text(&evidence),
                     }),
                 );
@@ -360,18 +391,29 @@ impl Ledger {
         let pseudonym = self.pseudonym(business_id, &command.phone);
         let keys = self.keys.clone();
         self.store
-            .write_idempotent(business_id, caller.actor, idempotency, move |conn| {
-                let subject =
-                    open_or_create_subject(conn, &keys, business_id, &command.phone, &pseudonym)?;
-                let categories = command.categories.as_deref().map(names);
+            .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
+                let subject = open_or_create_subject(
+                    conn,
+                    &keys,
+                    business_id,
+                    &command.phone,
+                    &pseudonym,
+                    now,
+                )?;
+                let mut warnings = command.dropped;
+                warnings.extend(command.evidence.dropped.iter().cloned());
                 let (response, event) = revoke(
                     conn,
                     &subject,
-                    business_id,
-                    categories,
-                    command.channel,
-                    &command.evidence,
-                    false,
+                    Revoke {
+                        business_id,
+                        categories: command.categories.as_deref().map(names),
+                        channel: command.channel,
+                        evidence: &command.evidence.dated(now),
+                        by_keyword: false,
+                        recorded_at: now,
+                        warnings,
+                    },
                 )?;
                 Ok((response, vec![event]))
             })
@@ -389,22 +431,31 @@ impl Ledger {
         let pseudonym = self.pseudonym(business_id, &command.phone);
         let keys = self.keys.clone();
         self.store
-            .write_idempotent(business_id, caller.actor, idempotency, move |conn| {
-                let subject = open_or_create_subject(conn, &keys, business_id, &command.phone, &pseudonym)?;
-                let evidence = sealed_evidence(&subject, business_id, &command.evidence)?;
-                let now = time::now();
+            .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
+                let subject = open_or_create_subject(
+                    conn,
+                    &keys,
+                    business_id,
+                    &command.phone,
+                    &pseudonym,
+                    now,
+                )?;
+                let dated = command.evidence.dated(now);
+                let evidence = sealed_evidence(&subject, business_id, &dated)?;
+                let at = dated.collected_at.min(now);
+                let kind = if command.blocked {
+                    FactKind::Block
+                } else {
+                    FactKind::Unblock
+                };
                 let fact = NewFact {
-                    channel: Some(command.evidence.channel().as_str().to_owned()),
+                    channel: Some(dated.channel().as_str().to_owned()),
                     evidence: Some(evidence.clone()),
-                    ..NewFact::new(
-                        if command.blocked { FactKind::Block } else { FactKind::Unblock },
-                        business_id,
-                        subject.id,
-                        command.evidence.collected_at,
-                        now,
-                    )
+                    ..NewFact::new(kind, business_id, subject.id, at, now)
                 };
                 rows::insert_fact(conn, &fact)?;
+                let mut warnings = command.dropped;
+                warnings.extend(command.evidence.dropped.iter().cloned());
                 let event = NewEvent::about(
                     if command.blocked {
                         EventType::SubjectBlocked
@@ -412,14 +463,20 @@ impl Ledger {
                         EventType::SubjectUnblocked
                     },
                     subject.id,
-                    json!({"fact_id": fact.id, "at": fact.effective_at, "evidence": sealed_text(&evidence)}),
+                    json!({
+                        "fact_id": fact.id,
+                        "at": at,
+                        "evidence": sealed_text(&evidence),
+                        "dropped_fields": dropped_names(&warnings),
+                    }),
                 );
                 let response = BlockResponse {
                     id: fact.id,
                     subject_id: subject.id,
                     blocked: command.blocked,
-                    at: fact.effective_at,
+                    at,
                     recorded_at: now,
+                    warnings,
                 };
                 Ok((response, vec![event]))
             })
@@ -439,50 +496,58 @@ impl Ledger {
         let policy = caller.policy.clone();
         let keys = self.keys.clone();
         self.store
-            .write_idempotent(business_id, caller.actor, idempotency, move |conn| {
-                let subject =
-                    open_or_create_subject(conn, &keys, business_id, &command.phone, &pseudonym)?;
-                let before = rows::history(conn, subject.id)?;
-                let now = time::now();
+            .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
+                let subject = open_or_create_subject(
+                    conn,
+                    &keys,
+                    business_id,
+                    &command.phone,
+                    &pseudonym,
+                    now,
+                )?;
+                let mut history = rows::history(conn, subject.id)?;
+                let received_at = command.received_at.min(now);
                 let fact = NewFact {
                     entry_point: command.entry_point.clone(),
-                    ..NewFact::new(
-                        FactKind::Inbound,
-                        business_id,
-                        subject.id,
-                        command.received_at,
-                        now,
-                    )
+                    ..NewFact::new(FactKind::Inbound, business_id, subject.id, received_at, now)
                 };
                 rows::insert_fact(conn, &fact)?;
-                let window_expires_at = window_expiry(
-                    &before,
-                    &policy,
-                    command.received_at,
-                    command.entry_point.as_deref(),
-                );
+                let inbound = Fact::Inbound {
+                    received_at,
+                    recorded_at: now,
+                    entry_point: command.entry_point.clone(),
+                };
+                history.facts.push(inbound);
+                let window_expires_at = policy
+                    .has_window()
+                    .then(|| SubjectState::fold(&history, &policy, Moment::Live(now)))
+                    .and_then(|state| state.window_until());
+                let warnings = command.dropped;
                 let mut events = vec![NewEvent::about(
                     EventType::WindowOpened,
                     subject.id,
                     json!({
                         "fact_id": fact.id,
                         "received_at": command.received_at,
+                        "effective_at": received_at,
                         "entry_point": command.entry_point,
                         "window_expires_at": window_expires_at,
+                        "dropped_fields": dropped_names(&warnings),
                     }),
                 )];
                 let mut response = InboundResponse {
                     id: fact.id,
                     subject_id: subject.id,
                     received_at: command.received_at,
+                    recorded_at: now,
                     window_expires_at,
                     keyword_action: KeywordAction::None,
                     revocation_id: None,
-                    opt_in_id: None,
+                    restoration_id: None,
                     restored_categories: Vec::new(),
+                    warnings: Vec::new(),
                 };
-                let evidence =
-                    keyword_evidence(command.received_at, command.message_reference.clone());
+                let evidence = keyword_evidence(received_at, command.message_reference.clone());
                 match command.keyword {
                     None => {}
                     Some(KeywordKind::Help) => response.keyword_action = KeywordAction::Help,
@@ -490,11 +555,15 @@ impl Ledger {
                         let (revocation, event) = revoke(
                             conn,
                             &subject,
-                            business_id,
-                            None,
-                            Channel::Keyword,
-                            &evidence,
-                            true,
+                            Revoke {
+                                business_id,
+                                categories: None,
+                                channel: Channel::Keyword,
+                                evidence: &evidence,
+                                by_keyword: true,
+                                recorded_at: now,
+                                warnings: Vec::new(),
+                            },
                         )?;
                         response.keyword_action = KeywordAction::OptOut;
                         response.revocation_id = Some(revocation.id);
@@ -502,68 +571,62 @@ impl Ledger {
                     }
                     Some(KeywordKind::OptIn) => {
                         response.keyword_action = KeywordAction::OptIn;
-                        // Like a carrier's START: restore what the last STOP took,
-                        // never grant what was not given.
-                        let restored = names(&keyword_restorable_categories(
-                            &before,
+                        if let Some((restoration, restored, event)) = restore(
+                            conn,
+                            &subject,
+                            &history,
                             &policy,
-                            command.received_at,
-                        ));
-                        if !restored.is_empty() {
-                            let sealed = sealed_evidence(&subject, business_id, &evidence)?;
-                            let opt_in = NewFact {
-                                categories: Some(restored.clone()),
-                                channel: Some(Channel::Keyword.as_str().to_owned()),
-                                // The START came from the subject's own phone: no
-                                // further confirmation step.
-                                by_keyword: true,
-                                evidence: Some(sealed.clone()),
-                                ..NewFact::new(
-                                    FactKind::OptIn,
-                                    business_id,
-                                    subject.id,
-                                    command.received_at,
-                                    now,
-                                )
-                            };
-                            rows::insert_fact(conn, &opt_in)?;
-                            events.push(NewEvent::about(
-                                EventType::OptInRecorded,
-                                subject.id,
-                                json!({
-                                    "opt_in_id": opt_in.id,
-                                    "categories": restored,
-                                    "channel": Channel::Keyword,
-                                    "status": OptInStatus::Active,
-                                    "collected_at": command.received_at,
-                                    "by_keyword": true,
-                                    "policy": policy.versioned(),
-                                    "evidence": sealed_text(&sealed),
-                                }),
-                            ));
-                            response.opt_in_id = Some(opt_in.id);
+                            Restore {
+                                business_id,
+                                categories: None,
+                                channel: Channel::Keyword,
+                                evidence: &evidence,
+                                recorded_at: now,
+                            },
+                        )? {
+                            response.restoration_id = Some(restoration);
+                            response.restored_categories = restored;
+                            events.push(event);
                         }
-                        response.restored_categories = restored;
                     }
                 }
+                response.warnings = warnings;
                 Ok((response, events))
             })
             .await
     }
 }
 
+/// A revocation to append.
+struct Revoke<'a> {
+    business_id: Uuid,
+    /// `None`: every category.
+    categories: Option<Vec<String>>,
+    channel: Channel,
+    evidence: &'a Evidence,
+    /// From an opt-out keyword (STOP) or a platform's stop: a restoration may undo it.
+    by_keyword: bool,
+    recorded_at: DateTime<Utc>,
+    warnings: Vec<FieldProblem>,
+}
+
 /// Appends a revocation fact; returns the response and its audit event.
 fn revoke(
     conn: &mut DbConnection,
     subject: &OpenSubject,
-    business_id: Uuid,
-    categories: Option<Vec<String>>,
-    channel: Channel,
-    evidence: &Evidence,
-    by_keyword: bool,
+    revocation: Revoke<'_>,
 ) -> Result<(RevocationResponse, NewEvent), StoreError> {
+    let Revoke {
+        business_id,
+        categories,
+        channel,
+        evidence,
+        by_keyword,
+        recorded_at,
+        warnings,
+    } = revocation;
     let sealed = sealed_evidence(subject, business_id, evidence)?;
-    let now = time::now();
+    let revoked_at = evidence.collected_at.min(recorded_at);
     let fact = NewFact {
         categories: categories.clone(),
         channel: Some(channel.as_str().to_owned()),
@@ -573,8 +636,8 @@ fn revoke(
             FactKind::Revocation,
             business_id,
             subject.id,
-            evidence.collected_at,
-            now,
+            revoked_at,
+            recorded_at,
         )
     };
     rows::insert_fact(conn, &fact)?;
@@ -586,8 +649,9 @@ fn revoke(
             "categories": categories,
             "channel": channel,
             "by_keyword": by_keyword,
-            "revoked_at": fact.effective_at,
+            "revoked_at": revoked_at,
             "evidence": sealed_text(&sealed),
+            "dropped_fields": dropped_names(&warnings),
         }),
     );
     let response = RevocationResponse {
@@ -595,10 +659,85 @@ fn revoke(
         subject_id: subject.id,
         categories,
         channel,
-        revoked_at: fact.effective_at,
-        recorded_at: now,
+        revoked_at,
+        recorded_at,
+        warnings,
     };
     Ok((response, event))
+}
+
+/// A restoration to append (START, a platform's "resume").
+pub(crate) struct Restore<'a> {
+    pub business_id: Uuid,
+    /// The categories whose keyword revocations it undoes; `None`: all.
+    pub categories: Option<Vec<String>>,
+    pub channel: Channel,
+    pub evidence: &'a Evidence,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Appends a restoration when there is a keyword revocation in force for its
+/// categories to undo; returns its id, the categories it brought back into force
+/// and its audit event. `None` (nothing recorded) when there is nothing to undo:
+/// a START never grants consent that was not given.
+pub(crate) fn restore(
+    conn: &mut DbConnection,
+    subject: &OpenSubject,
+    history: &SubjectHistory,
+    policy: &Policy,
+    restoration: Restore<'_>,
+) -> Result<Option<(Uuid, Vec<String>, NewEvent)>, StoreError> {
+    let Restore {
+        business_id,
+        categories,
+        channel,
+        evidence,
+        recorded_at,
+    } = restoration;
+    let at = evidence.collected_at.min(recorded_at);
+    let live = Moment::Live(recorded_at);
+    let state = SubjectState::fold(history, policy, live);
+    if !state.has_keyword_revocation_in_force(categories.as_deref()) {
+        return Ok(None);
+    }
+    let sealed = sealed_evidence(subject, business_id, evidence)?;
+    let fact = NewFact {
+        categories: categories.clone(),
+        channel: Some(channel.as_str().to_owned()),
+        evidence: Some(sealed.clone()),
+        ..NewFact::new(
+            FactKind::Restoration,
+            business_id,
+            subject.id,
+            at,
+            recorded_at,
+        )
+    };
+    let restored = names(&keyword_restorable_categories(
+        history,
+        policy,
+        &Fact::Restoration {
+            id: fact.id,
+            categories: categories.clone(),
+            at,
+            recorded_at,
+        },
+        live,
+    ));
+    rows::insert_fact(conn, &fact)?;
+    let event = NewEvent::about(
+        EventType::ConsentRestored,
+        subject.id,
+        json!({
+            "restoration_id": fact.id,
+            "categories": categories,
+            "channel": channel,
+            "restored_at": at,
+            "restored_categories": restored,
+            "evidence": sealed_text(&sealed),
+        }),
+    );
+    Ok(Some((fact.id, restored, event)))
 }
 
 /// The evidence of a keyword message: when it was received and the provider's
@@ -628,31 +767,4 @@ fn open_subject(
         id: subject_id,
         key,
     })
-}
-
-/// When the window closes after a message received at `received_at`: every user
-/// message restarts it, and one from an entry point with longer hours (a
-/// click-to-chat ad) keeps its longer window, so the latest expiry wins.
-fn window_expiry(
-    before: &crate::domain::history::SubjectHistory,
-    policy: &Policy,
-    received_at: DateTime<Utc>,
-    entry_point: Option<&str>,
-) -> Option<DateTime<Utc>> {
-    let this = policy
-        .window_for(entry_point)
-        .map(|hours: Duration| received_at + hours)?;
-    let earlier = before
-        .facts
-        .iter()
-        .filter_map(|f| match f {
-            Fact::Inbound {
-                received_at: at,
-                entry_point,
-                ..
-            } if *at <= received_at => policy.window_for(entry_point.as_deref()).map(|d| *at + d),
-            _ => None,
-        })
-        .max();
-    Some(earlier.map_or(this, |e| e.max(this)))
 }

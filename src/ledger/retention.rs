@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use super::Ledger;
 use crate::audit::{EventType, NewEvent};
+use crate::domain::Actor;
 use crate::domain::history::Fact;
-use crate::domain::{Actor, time};
 use crate::policy::Policy;
 use crate::store::ledger::{self as rows, RetentionCounts};
 use crate::store::{DbConnection, StoreError};
@@ -36,7 +36,7 @@ impl Ledger {
     /// business (businesses with nothing to purge are left out, and get no event).
     pub async fn run_retention(&self) -> Result<Vec<(Uuid, RetentionCounts)>, StoreError> {
         let businesses = self.store.run(rows::businesses_and_policies).await?;
-        let now = time::now();
+        let now = self.store.clock().now();
         let mut purged = Vec::new();
         for (business_id, policy_name) in businesses {
             let Some(policy) = self.policy(&policy_name) else {
@@ -45,7 +45,7 @@ impl Ledger {
             };
             let result = self
                 .store
-                .write(business_id, Actor::System, move |conn| {
+                .write(business_id, Actor::System, move |conn, _recorded_at| {
                     let counts = purge(conn, business_id, &policy, now)?;
                     if counts.total() == 0 {
                         // Nothing changed: no event (and the transaction is empty).
@@ -104,23 +104,40 @@ fn purge(
 }
 
 /// When the consent an opt-in gave ended: when its last category was revoked
-/// after it, or when it expired, whichever came first. `None` while in force.
+/// after it (by a revocation still in force: a STOP that a START undid ended
+/// nothing), or when it expired, whichever came first. Effective times throughout.
 fn consent_ended(
     opt_in: &crate::domain::history::OptInFact,
     facts: &[Fact],
     policy: &Policy,
 ) -> Option<DateTime<Utc>> {
-    let expired = opt_in.collected_at + policy.max_age();
+    let started = opt_in.effective_at();
+    let expired = started + policy.max_age();
+    let covers = |list: &Option<Vec<String>>, category: &String| {
+        list.as_ref().is_none_or(|c| c.contains(category))
+    };
     let mut revoked_all_at: Option<DateTime<Utc>> = None;
     for category in &opt_in.categories {
+        let restored = facts
+            .iter()
+            .filter_map(|f| match f {
+                Fact::Restoration { categories, .. } if covers(categories, category) => {
+                    Some(f.effective_at())
+                }
+                _ => None,
+            })
+            .max();
         let revoked = facts
             .iter()
             .filter_map(|f| match f {
-                Fact::Revocation { categories, at, .. }
-                    if *at >= opt_in.collected_at
-                        && categories.as_ref().is_none_or(|c| c.contains(category)) =>
-                {
-                    Some(*at)
+                Fact::Revocation {
+                    categories,
+                    by_keyword,
+                    ..
+                } if f.effective_at() >= started && covers(categories, category) => {
+                    let at = f.effective_at();
+                    let undone = *by_keyword && restored.is_some_and(|r| at < r);
+                    (!undone).then_some(at)
                 }
                 _ => None,
             })

@@ -16,8 +16,7 @@ use super::{Caller, Ledger, PolicyRef};
 use crate::audit::{EventType, NewEvent};
 use crate::crypto::envelope::{Aad, DataKey};
 use crate::domain::phone::Phone;
-use crate::domain::time;
-use crate::policy::decide;
+use crate::policy::{Moment, decide};
 use crate::store::audit::EventFilter;
 use crate::store::ledger::{self as rows, ErasureRecord};
 use crate::store::{DbConnection, IdempotencyRequest, Store, StoreError, Written};
@@ -38,6 +37,9 @@ pub struct SubjectExport {
     pub current_state: Vec<CategoryState>,
     pub opt_ins: Vec<ExportOptIn>,
     pub revocations: Vec<ExportRevocation>,
+    /// Opt-in keywords (START) and platform "resume" signals: each undid the
+    /// keyword revocations of its categories before it.
+    pub restorations: Vec<ExportRestoration>,
     /// Blocks and unblocks, oldest first.
     pub blocks: Vec<ExportBlock>,
     /// Customer-service windows opened by the person's messages (texts are never kept).
@@ -77,7 +79,8 @@ pub struct ExportOptIn {
     pub channel: Option<String>,
     pub collected_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
-    /// True for a START keyword restoring what a STOP revoked.
+    /// True for an opt-in recorded by a START keyword before restorations existed
+    /// (such a START now records a restoration instead).
     pub by_keyword: bool,
     /// The proof, as recorded (or `[erased]` / null when not held).
     #[schema(value_type = Object)]
@@ -104,6 +107,18 @@ pub struct ExportRevocation {
     pub revoked_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
     pub by_keyword: bool,
+    #[schema(value_type = Object)]
+    pub evidence: Value,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ExportRestoration {
+    pub id: Uuid,
+    /// `null`: every category.
+    pub categories: Option<Vec<String>>,
+    pub channel: Option<String>,
+    pub restored_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
     #[schema(value_type = Object)]
     pub evidence: Value,
 }
@@ -194,7 +209,7 @@ impl Ledger {
         let policy = caller.policy.clone();
         let this = self.clone();
         self.store
-            .write(business_id, caller.actor, move |conn| {
+            .write(business_id, caller.actor, move |conn, now| {
                 let subject = rows::find_subject(conn, business_id, &pseudonym)?
                     .ok_or(StoreError::NotFound)?;
                 let row = rows::subject_row(conn, business_id, subject.id)?;
@@ -224,6 +239,7 @@ impl Ledger {
                     &phone,
                     &fact_rows,
                     key.as_ref(),
+                    now,
                 )?;
                 let event = NewEvent::about(
                     EventType::SubjectExported,
@@ -251,7 +267,7 @@ impl Ledger {
         let suppress = caller.policy.suppress_on_erasure();
         let written = self
             .store
-            .write_idempotent(business_id, caller.actor, idempotency, move |conn| {
+            .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
                 let Some(subject) = rows::find_subject(conn, business_id, &pseudonym)? else {
                     // Already erased (or never held): no change, nothing to record.
                     return Err(StoreError::Conflict("already_erased"));
@@ -259,7 +275,7 @@ impl Ledger {
                 let record = ErasureRecord {
                     id: Uuid::now_v7(),
                     subject_id: subject.id,
-                    erased_at: time::now(),
+                    erased_at: now,
                     request_reference: request_reference.clone(),
                     suppress,
                 };
@@ -310,8 +326,8 @@ fn build_export(
     phone: &Phone,
     fact_rows: &[crate::store::rows::FactRow],
     key: Option<&DataKey>,
+    now: DateTime<Utc>,
 ) -> Result<SubjectExport, StoreError> {
-    let now = time::now();
     let history = crate::domain::history::SubjectHistory::new(
         fact_rows
             .iter()
@@ -321,7 +337,13 @@ fn build_export(
     let current_state = policy
         .categories()
         .map(|category| {
-            let d = decide(&history, policy, &category, Some(phone.calling_code()), now);
+            let d = decide(
+                &history,
+                policy,
+                &category,
+                Some(phone.calling_code()),
+                Moment::Live(now),
+            );
             CategoryState {
                 category: category.as_str().to_owned(),
                 allowed: d.allowed,
@@ -338,7 +360,8 @@ fn build_export(
     };
     let mut opt_ins: Vec<ExportOptIn> = Vec::new();
     let mut confirmations: BTreeMap<String, Vec<ExportConfirmation>> = BTreeMap::new();
-    let (mut revocations, mut blocks, mut windows) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut revocations, mut restorations) = (Vec::new(), Vec::new());
+    let (mut blocks, mut windows) = (Vec::new(), Vec::new());
     for row in fact_rows {
         let evidence = open_json(key, business_id, subject_id, row.evidence.as_deref());
         let at = crate::store::rows::from_naive(row.effective_at);
@@ -371,6 +394,14 @@ fn build_export(
                 revoked_at: at,
                 recorded_at,
                 by_keyword: row.by_keyword,
+                evidence,
+            }),
+            "restoration" => restorations.push(ExportRestoration {
+                id: parse(&row.id)?,
+                categories: split(&row.categories),
+                channel: row.channel.clone(),
+                restored_at: at,
+                recorded_at,
                 evidence,
             }),
             "block" | "unblock" => blocks.push(ExportBlock {
@@ -424,6 +455,7 @@ fn build_export(
         current_state,
         opt_ins,
         revocations,
+        restorations,
         blocks,
         windows,
         audit_events,

@@ -29,6 +29,8 @@ use serde::{Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use toml::{Table, Value};
 
+use super::keywords;
+
 // Bounds on numbers in a policy file. They exist to catch typos (days typed as
 // hours, a missing digit), not to encode law: a consent refresh beyond ten years or
 // a window beyond a week is almost certainly a mistake.
@@ -393,6 +395,9 @@ pub struct Policy {
     clock_skew_seconds: u32,
     window: Option<WindowRules>,
     keyword_lists: [Vec<String>; 3],
+    /// Opt-out keywords in [`keywords::opt_out_form`].
+    opt_out: std::collections::HashSet<String>,
+    /// Opt-in and help keywords in [`keywords::common_form`].
     keywords: HashMap<String, KeywordKind>,
     suppress_on_erasure: bool,
     closed_window_days: u32,
@@ -421,9 +426,17 @@ impl Policy {
         let content_hash = hex::encode(Sha256::digest(text.as_bytes()));
         let versioned = format!("{}+sha256:{}", parts.version, &content_hash[..12]);
         let mut keywords = HashMap::new();
+        let mut opt_out = std::collections::HashSet::new();
         for (kind, list) in KINDS.iter().zip(&parts.keyword_lists) {
             for word in list {
-                keywords.insert(normalize_keyword(word), *kind);
+                match kind {
+                    KeywordKind::OptOut => {
+                        opt_out.insert(keywords::opt_out_form(word));
+                    }
+                    _ => {
+                        keywords.insert(keywords::common_form(word), *kind);
+                    }
+                }
             }
         }
         Ok(Policy {
@@ -436,6 +449,7 @@ impl Policy {
             clock_skew_seconds: parts.clock_skew_seconds,
             window: parts.window,
             keyword_lists: parts.keyword_lists,
+            opt_out,
             keywords,
             suppress_on_erasure: parts.suppress,
             closed_window_days: parts.closed_window_days,
@@ -533,11 +547,14 @@ impl Policy {
         Some(Duration::hours(i64::from(hours)))
     }
 
-    /// What a whole inbound message means, if it is a keyword: matched trimmed,
-    /// case-insensitively (Unicode lowercase, so `arrêt` matches `ARRÊT`), against the
-    /// whole message only (`please stop` is not a keyword).
+    /// What a whole inbound message means, if it is a keyword (`please stop` is
+    /// not). Opt-outs are looked for first and in the more forgiving form, so that
+    /// no spelling hides a STOP (see [`keywords`] for both forms).
     pub fn keyword(&self, message: &str) -> Option<KeywordKind> {
-        self.keywords.get(&normalize_keyword(message)).copied()
+        if self.opt_out.contains(&keywords::opt_out_form(message)) {
+            return Some(KeywordKind::OptOut);
+        }
+        self.keywords.get(&keywords::common_form(message)).copied()
     }
 
     /// The keywords of one kind as written in the file (e.g. for a HELP reply).
@@ -593,11 +610,6 @@ impl Policy {
 }
 
 const KINDS: [KeywordKind; 3] = [KeywordKind::OptOut, KeywordKind::OptIn, KeywordKind::Help];
-
-/// Keyword comparison form: trimmed and Unicode-lowercased.
-fn normalize_keyword(text: &str) -> String {
-    text.trim().to_lowercase()
-}
 
 fn syntax_problem(file: &str, text: &str, err: &toml::de::Error) -> PolicyProblem {
     // One problem, one line: toml's messages may span several.
@@ -813,9 +825,12 @@ impl Checker<'_> {
     fn keywords(&mut self, keywords: &Table) -> [Vec<String>; 3] {
         self.unknown_keys(keywords, "keywords", &["opt_out", "opt_in", "help"]);
         let mut lists: [Vec<String>; 3] = Default::default();
-        // Normalised keyword -> where it was first seen: one message must never mean
-        // both "stop" and "start".
-        let mut seen: HashMap<String, String> = HashMap::new();
+        // Normalised keyword -> (where it was first seen, its kind): one message
+        // must never mean both "stop" and "start". Opt-outs are compared in their
+        // more forgiving form, and an opt-in or help keyword that an opt-out would
+        // swallow is refused too (the message would opt out).
+        let mut seen: HashMap<String, (String, KeywordKind)> = HashMap::new();
+        let mut opt_outs: HashMap<String, String> = HashMap::new();
         for (kind, list) in KINDS.iter().zip(lists.iter_mut()) {
             let key = kind.as_str();
             // Withdrawing must be as easy as giving consent (GDPR Art. 7(3)): a policy
@@ -832,19 +847,41 @@ impl Checker<'_> {
                 let Some(word) = self.expect_str(item, &path) else {
                     continue;
                 };
-                let normalized = normalize_keyword(word);
-                if normalized.is_empty() {
+                let normalized = super::keywords::common_form(word);
+                let as_opt_out = super::keywords::opt_out_form(word);
+                if normalized.is_empty() || as_opt_out.is_empty() {
                     self.problem(path, "a keyword must not be blank");
                     continue;
                 }
-                if let Some(first) = seen.get(&normalized) {
-                    let message = format!(
-                        "{word:?} is already listed at {first} (compared trimmed, ignoring case)"
-                    );
-                    self.problem(path, message);
-                    continue;
+                if *kind != KeywordKind::OptOut {
+                    if let Some(first) = opt_outs.get(&as_opt_out) {
+                        let message = format!(
+                            "{word:?} would be read as the opt-out keyword at {first} \
+                             (opt-outs are compared ignoring case, accents, invisible \
+                             characters and trailing . or !)"
+                        );
+                        self.problem(path, message);
+                        continue;
+                    }
                 }
-                seen.insert(normalized, path);
+                match seen.get(&normalized) {
+                    // The same keyword twice in one list (say ARRÊT composed and
+                    // decomposed): one keyword, kept once.
+                    Some((_, first_kind)) if first_kind == kind => continue,
+                    Some((first, _)) => {
+                        let message = format!(
+                            "{word:?} is already listed at {first} (compared after Unicode \
+                             normalisation, ignoring case)"
+                        );
+                        self.problem(path, message);
+                        continue;
+                    }
+                    None => {}
+                }
+                if *kind == KeywordKind::OptOut {
+                    opt_outs.entry(as_opt_out).or_insert_with(|| path.clone());
+                }
+                seen.insert(normalized, (path, *kind));
                 list.push(word.trim().to_owned());
             }
         }
@@ -1332,17 +1369,42 @@ free_in_window = true
             ("Help", Some(KeywordKind::Help)),
             ("please stop", None),
             ("stop please", None),
-            ("STOP!", None),
             ("st op", None),
             ("", None),
             ("   ", None),
-            ("arret", None),
+            ("stop?", None),
+            // SPEC 2: forgiving for opt-outs, because a missed STOP is a breach.
+            ("STOP!", Some(KeywordKind::OptOut)),
+            ("stop.", Some(KeywordKind::OptOut)),
+            ("ＳＴＯＰ", Some(KeywordKind::OptOut)),
+            ("STOP\u{200B}", Some(KeywordKind::OptOut)),
+            ("\u{200B}S\u{2060}TOP\u{FEFF}", Some(KeywordKind::OptOut)),
+            ("ARRE\u{0302}T", Some(KeywordKind::OptOut)),
+            ("arret", Some(KeywordKind::OptOut)),
+            ("Arrêt !", Some(KeywordKind::OptOut)),
+            // Normalised and folded for opt-ins too, but nothing more.
+            ("ＳＴＡＲＴ", Some(KeywordKind::OptIn)),
+            (" Start ", Some(KeywordKind::OptIn)),
+            ("start!", None),
+            ("st\u{200B}art", None),
         ];
         for (message, expected) in cases {
             assert_eq!(policy.keyword(message), expected, "message {message:?}");
         }
         assert_eq!(policy.keywords(KeywordKind::OptOut), ["STOP", "ARRÊT"]);
         assert_eq!(policy.keywords(KeywordKind::Help), ["HELP"]);
+    }
+
+    #[test]
+    fn spellings_of_one_keyword_in_one_list_collapse() {
+        let text = VALID.replace(
+            "opt_out = [\"STOP\", \"ARRÊT\"]",
+            "opt_out = [\"STOP\", \"ARRÊT\", \"stop\", \"ARRE\u{0302}T\", \"ＳＴＯＰ\"]",
+        );
+        assert_ne!(text, VALID, "the fixture has that line");
+        let policy = load(&text).expect("duplicates collapse");
+        assert_eq!(policy.keywords(KeywordKind::OptOut), ["STOP", "ARRÊT"]);
+        assert_eq!(policy.keyword("arret"), Some(KeywordKind::OptOut));
     }
 
     #[test]
@@ -1579,19 +1641,19 @@ free_in_window = true
                 "keyword in two lists",
                 ("opt_in = [\"START\"]", "opt_in = [\"START\", \" stop \"]"),
                 "keywords.opt_in[1]",
-                "already listed at keywords.opt_out[0]",
+                "would be read as the opt-out keyword at keywords.opt_out[0]",
             ),
             (
-                "keyword twice in one list, other case",
-                ("opt_in = [\"START\"]", "opt_in = [\"START\", \"start\"]"),
-                "keywords.opt_in[1]",
+                "opt-in and help keyword the same after folding",
+                ("help = [\"HELP\"]", "help = [\"HELP\", \"Ｓtart\"]"),
+                "keywords.help[1]",
                 "already listed at keywords.opt_in[0]",
             ),
             (
-                "unicode case-insensitive duplicate",
-                ("help = [\"HELP\"]", "help = [\"HELP\", \"arrêt\"]"),
+                "a help keyword an opt-out would swallow (accents ignored)",
+                ("help = [\"HELP\"]", "help = [\"HELP\", \"arret!\"]"),
                 "keywords.help[1]",
-                "already listed at keywords.opt_out[1]",
+                "would be read as the opt-out keyword at keywords.opt_out[1]",
             ),
             (
                 "empty keyword",

@@ -20,6 +20,23 @@ pub struct Head {
     business_id: Uuid,
     seq: i64,
     hash: Vec<u8>,
+    /// When the chain's last write was recorded (`None` before the first one, or
+    /// for chains written before recorded times were kept in the head).
+    last_recorded_at: Option<DateTime<Utc>>,
+}
+
+impl Head {
+    /// The recorded time of the next write of this chain: the writer's clock, but
+    /// always after the chain's last recorded time. So within a business recorded
+    /// times follow commit order whatever the clocks of the nodes that wrote: a
+    /// withdrawal acknowledged after an opt-in is recorded after it, even when it
+    /// went through a node whose clock runs behind (SPEC section 3).
+    pub fn next_recorded_at(&self, clock_now: DateTime<Utc>) -> DateTime<Utc> {
+        match self.last_recorded_at {
+            Some(last) if clock_now <= last => last + chrono::Duration::microseconds(1),
+            _ => clock_now,
+        }
+    }
 }
 
 /// Signs checkpoints.
@@ -72,6 +89,7 @@ pub(super) fn create_head(conn: &mut DbConnection, business_id: Uuid) -> Result<
         business_id,
         seq: 0,
         hash: GENESIS.to_vec(),
+        last_recorded_at: None,
     })
 }
 
@@ -86,24 +104,30 @@ pub(super) fn lock_head(conn: &mut DbConnection, business_id: Uuid) -> Result<He
     if locked == 0 {
         return Err(StoreError::NotFound);
     }
-    let (seq, hash) = audit_heads::table
+    let (seq, hash, last_recorded_at) = audit_heads::table
         .find(&id)
-        .select((audit_heads::seq, audit_heads::hash))
-        .first::<(i64, Vec<u8>)>(conn)?;
+        .select((
+            audit_heads::seq,
+            audit_heads::hash,
+            audit_heads::last_recorded_at,
+        ))
+        .first::<(i64, Vec<u8>, Option<chrono::NaiveDateTime>)>(conn)?;
     Ok(Head {
         business_id,
         seq,
         hash,
+        last_recorded_at: last_recorded_at.map(from_naive),
     })
 }
 
-/// Appends events after `head` and moves the head; returns the new head. Must run
-/// in the transaction that holds the head's lock and made the change the events
-/// record.
+/// Appends events after `head`, recorded at `at` (from [`Head::next_recorded_at`]),
+/// and moves the head; returns the new head. Must run in the transaction that holds
+/// the head's lock and made the change the events record.
 pub(super) fn append(
     conn: &mut DbConnection,
     mut head: Head,
     actor: Actor,
+    at: DateTime<Utc>,
     events: Vec<NewEvent>,
 ) -> Result<Head, StoreError> {
     if events.is_empty() {
@@ -119,7 +143,7 @@ pub(super) fn append(
             business_id: head.business_id,
             seq: head.seq + 1,
             id: Uuid::now_v7(),
-            at: time::now(),
+            at,
             event_type: event.event_type.as_str().to_owned(),
             actor: actor.clone(),
             subject_id: event.subject_id,
@@ -138,8 +162,10 @@ pub(super) fn append(
         .set((
             audit_heads::seq.eq(head.seq),
             audit_heads::hash.eq(&head.hash),
+            audit_heads::last_recorded_at.eq(Some(to_naive(at))),
         ))
         .execute(conn)?;
+    head.last_recorded_at = Some(at);
     Ok(head)
 }
 

@@ -78,7 +78,8 @@ impl Store {
                 ),
                 first_key.created_event(),
             ];
-            let head = audit::append(conn, head, actor, events)?;
+            let at = head.next_recorded_at(self.clock().now());
+            let head = audit::append(conn, head, actor, at, events)?;
             self.checkpoint_if_due(conn, &head)?;
             Ok(())
         })

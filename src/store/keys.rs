@@ -129,7 +129,7 @@ impl Store {
 
     /// Stores a new key of an existing business, audited.
     pub async fn create_key(&self, key: NewApiKey, actor: Actor) -> Result<ApiKey, StoreError> {
-        self.write(key.business_id, actor, move |conn| {
+        self.write(key.business_id, actor, move |conn, _recorded_at| {
             diesel::insert_into(api_keys::table)
                 .values(ApiKeyRow::from(&key))
                 .execute(conn)?;
@@ -154,7 +154,7 @@ impl Store {
         key: &NewApiKey,
         actor: Actor,
     ) -> Result<(), StoreError> {
-        self.write_blocking(conn, key.business_id, actor, |conn| {
+        self.write_blocking(conn, key.business_id, actor, |conn, _recorded_at| {
             diesel::insert_into(api_keys::table)
                 .values(ApiKeyRow::from(key))
                 .execute(conn)?;
@@ -201,7 +201,7 @@ impl Store {
             if current.revoked_at.is_some() {
                 return Ok(current);
             }
-            this.write_blocking(conn, business_id, actor, |conn| {
+            this.write_blocking(conn, business_id, actor, |conn, _recorded_at| {
                 let changed = diesel::update(
                     api_keys::table
                         .filter(api_keys::id.eq(key_id.to_string()))

@@ -25,8 +25,11 @@ use diesel::prelude::*;
 use diesel::r2d2::{self, R2D2Connection};
 use uuid::Uuid;
 
+use chrono::{DateTime, Utc};
+
 use crate::audit::NewEvent;
 use crate::domain::Actor;
+use crate::domain::time::Clock;
 
 /// A connection to either backend. Backend-specific SQL matches on the variant.
 #[derive(diesel::MultiConnection)]
@@ -230,6 +233,8 @@ pub struct Store {
     sqlite_writer: Option<Arc<Mutex<()>>>,
     /// Signs checkpoints of the audit chains (absent only in bare test stores).
     checkpointer: Option<Arc<audit::Checkpointer>>,
+    /// This node's clock.
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Store {
@@ -267,7 +272,20 @@ impl Store {
             backend,
             sqlite_writer: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
             checkpointer: None,
+            clock: Clock::system(),
         })
+    }
+
+    /// This store reads `clock` instead of the system clock (tests simulate nodes
+    /// whose clocks disagree).
+    pub fn with_clock(mut self, clock: Clock) -> Store {
+        self.clock = clock;
+        self
+    }
+
+    /// This node's clock.
+    pub fn clock(&self) -> Clock {
+        self.clock
     }
 
     /// Signs a checkpoint of a business's chain after every `every` events (in the
@@ -316,6 +334,11 @@ impl Store {
     /// The one write path for a business that exists: in one transaction, lock the
     /// business's chain head, let `change` write, then append the events it returns.
     /// A change that returns no event is refused: every state change is audited.
+    ///
+    /// `change` is handed the write's recorded time ([`audit::Head::next_recorded_at`]):
+    /// the node's clock, but always after the chain's last write, so that recorded
+    /// times follow commit order whatever the nodes' clocks. Facts and events of the
+    /// write carry that time.
     pub async fn write<T, F>(
         &self,
         business_id: Uuid,
@@ -324,7 +347,9 @@ impl Store {
     ) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut DbConnection) -> Result<(T, Vec<NewEvent>), StoreError> + Send + 'static,
+        F: FnOnce(&mut DbConnection, DateTime<Utc>) -> Result<(T, Vec<NewEvent>), StoreError>
+            + Send
+            + 'static,
     {
         let this = self.clone();
         self.run(move |conn| this.write_blocking(conn, business_id, actor, change))
@@ -340,7 +365,7 @@ impl Store {
         change: F,
     ) -> Result<T, StoreError>
     where
-        F: FnOnce(&mut DbConnection) -> Result<(T, Vec<NewEvent>), StoreError>,
+        F: FnOnce(&mut DbConnection, DateTime<Utc>) -> Result<(T, Vec<NewEvent>), StoreError>,
     {
         let no_body = |_: &T| -> Result<String, StoreError> { unreachable!("no idempotency key") };
         match self.write_idempotent_blocking(conn, business_id, actor, None, no_body, change)? {
@@ -363,7 +388,9 @@ impl Store {
     ) -> Result<Written<T>, StoreError>
     where
         T: serde::Serialize + Send + 'static,
-        F: FnOnce(&mut DbConnection) -> Result<(T, Vec<NewEvent>), StoreError> + Send + 'static,
+        F: FnOnce(&mut DbConnection, DateTime<Utc>) -> Result<(T, Vec<NewEvent>), StoreError>
+            + Send
+            + 'static,
     {
         let this = self.clone();
         let to_body = |value: &T| {
@@ -385,7 +412,7 @@ impl Store {
         change: F,
     ) -> Result<Written<T>, StoreError>
     where
-        F: FnOnce(&mut DbConnection) -> Result<(T, Vec<NewEvent>), StoreError>,
+        F: FnOnce(&mut DbConnection, DateTime<Utc>) -> Result<(T, Vec<NewEvent>), StoreError>,
     {
         self.transaction(conn, |conn| {
             // First statement of the transaction is a write: on PostgreSQL it takes
@@ -402,8 +429,9 @@ impl Store {
                     };
                 }
             }
-            let (value, events) = change(conn)?;
-            let head = audit::append(conn, head, actor, events)?;
+            let recorded_at = head.next_recorded_at(self.clock.now());
+            let (value, events) = change(conn, recorded_at)?;
+            let head = audit::append(conn, head, actor, recorded_at, events)?;
             self.checkpoint_if_due(conn, &head)?;
             if let Some(request) = request {
                 let body = to_body(&value)?;
@@ -417,7 +445,7 @@ impl Store {
                     business_id,
                     &request.key,
                     &response,
-                    crate::domain::time::now(),
+                    recorded_at,
                 )?;
             }
             Ok(Written::Fresh(value))

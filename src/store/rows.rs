@@ -140,6 +140,12 @@ impl FactRow {
                 recorded_at,
                 by_keyword: self.by_keyword,
             },
+            "restoration" => Fact::Restoration {
+                id: parse_id(&self.id)?,
+                categories: split_categories(self.categories.as_deref()),
+                at: effective_at,
+                recorded_at,
+            },
             "block" => Fact::Block {
                 at: effective_at,
                 recorded_at,

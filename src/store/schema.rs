@@ -34,6 +34,7 @@ diesel::table! {
         business_id -> Text,
         seq -> BigInt,
         hash -> Binary,
+        last_recorded_at -> Nullable<Timestamp>,
     }
 }
 
@@ -73,7 +74,10 @@ pub const TABLES: &[(&str, &[&str])] = &[
             "revoked_at",
         ],
     ),
-    ("audit_heads", &["business_id", "seq", "hash"]),
+    (
+        "audit_heads",
+        &["business_id", "seq", "hash", "last_recorded_at"],
+    ),
     (
         "audit_checkpoints",
         &["business_id", "seq", "hash", "at", "key_id", "signature"],

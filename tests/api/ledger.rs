@@ -478,17 +478,6 @@ async fn future_collected_at_beyond_clock_skew_is_422(app: TestApp) {
             &with_collected_at(Utc::now() + Duration::minutes(10)),
         )
         .await;
-    let revocation = app
-        .post(
-            "/v1/revocations",
-            Some(&biz.key),
-            &json!({
-                "phone": phone,
-                "channel": "web",
-                "evidence": {"collected_at": rfc3339(Utc::now() + Duration::minutes(10))},
-            }),
-        )
-        .await;
 
     assert_eq!(
         error_fields(&too_far),
@@ -497,15 +486,9 @@ async fn future_collected_at_beyond_clock_skew_is_422(app: TestApp) {
         too_far.body
     );
     assert_eq!(
-        error_fields(&revocation),
-        ["evidence.collected_at"],
-        "a withdrawal's collected_at follows the same rule: {}",
-        revocation.body
-    );
-    assert_eq!(
         app.audit_events(&biz.id).await.len(),
         events_before,
-        "nothing was recorded for the refused writes"
+        "nothing was recorded for the refused opt-in"
     );
     let within = app
         .post(
@@ -518,6 +501,41 @@ async fn future_collected_at_beyond_clock_skew_is_422(app: TestApp) {
         within.status, 201,
         "2 minutes ahead is within the clock skew: {}",
         within.body
+    );
+    assert_eq!(
+        instant(&within.body["expires_at"]),
+        instant(&within.body["recorded_at"]) + Duration::days(730),
+        "consent stated ahead takes effect (and ages) from when it was recorded"
+    );
+
+    // A withdrawal is never refused for its collected_at: the field is dropped and
+    // named, and the revocation takes effect when recorded (SPEC 5).
+    let revocation = app
+        .post(
+            "/v1/revocations",
+            Some(&biz.key),
+            &json!({
+                "phone": phone,
+                "channel": "web",
+                "evidence": {"collected_at": rfc3339(Utc::now() + Duration::minutes(10))},
+            }),
+        )
+        .await;
+    assert_eq!(revocation.status, 201, "{}", revocation.body);
+    assert_eq!(
+        revocation.body["warnings"][0]["field"], "evidence.collected_at",
+        "{}",
+        revocation.body
+    );
+    assert_eq!(
+        revocation.body["revoked_at"], revocation.body["recorded_at"],
+        "without a usable collected_at it happened when recorded"
+    );
+    assert_decision(
+        &check(&app, &biz.key, &phone, "utility").await,
+        false,
+        "revoked",
+        "the very next check",
     );
 }
 
@@ -893,7 +911,7 @@ async fn opt_out_keyword_in_every_listed_language_revokes_everything(app: TestAp
 async fn start_restores_only_what_stop_revoked(app: TestApp) {
     let biz = app.create_business("Acme", "whatsapp-eu").await;
     let phone = nl_phone(1);
-    opt_in(&app, &biz.key, &phone, &["utility"]).await;
+    let original = opt_in(&app, &biz.key, &phone, &["utility"]).await;
     let stop = inbound(&app, &biz.key, &phone, Some("STOP")).await;
     assert_eq!(stop["keyword_action"], "opt_out", "{stop}");
 
@@ -905,20 +923,21 @@ async fn start_restores_only_what_stop_revoked(app: TestApp) {
         json!(["utility"]),
         "START restores what STOP revoked: {start}"
     );
+    assert!(start["restoration_id"].is_string(), "{start}");
     let utility = check(&app, &biz.key, &phone, "utility").await;
     assert_decision(&utility, true, "consent", "utility after START");
     assert_eq!(
-        utility["basis"]["opt_in_id"], start["opt_in_id"],
-        "the basis is the opt-in START recorded"
+        utility["basis"]["opt_in_id"], original["id"],
+        "START undoes STOP: the basis is the original opt-in, with its original age"
     );
     let authentication = check(&app, &biz.key, &phone, "authentication").await;
     assert_eq!(
         authentication["allowed"], false,
         "START never grants a category that was never given: {authentication}"
     );
-    // STOP withdrew every category and START gave authentication nothing back, so
-    // the latest word for it is still STOP (SPEC 3: revoked).
-    assert_eq!(authentication["reason"], "revoked", "{authentication}");
+    // START undid the STOP, and authentication was never given: no consent (SPEC 2:
+    // a START undoes a STOP, it never grants).
+    assert_eq!(authentication["reason"], "no_consent", "{authentication}");
 
     let stranger = nl_phone(2);
     let never = inbound(&app, &biz.key, &stranger, Some("START")).await;
@@ -928,7 +947,10 @@ async fn start_restores_only_what_stop_revoked(app: TestApp) {
         json!([]),
         "START on a number that never opted in restores nothing: {never}"
     );
-    assert!(never["opt_in_id"].is_null(), "no opt-in recorded: {never}");
+    assert!(
+        never["restoration_id"].is_null(),
+        "nothing to undo, nothing recorded: {never}"
+    );
     assert_decision(
         &check(&app, &biz.key, &stranger, "authentication").await,
         false,
@@ -940,7 +962,7 @@ async fn start_restores_only_what_stop_revoked(app: TestApp) {
     let help = inbound(&app, &biz.key, &phone, Some(" help ")).await;
     assert_eq!(help["keyword_action"], "help", "{help}");
     assert!(
-        help["revocation_id"].is_null() && help["opt_in_id"].is_null(),
+        help["revocation_id"].is_null() && help["restoration_id"].is_null(),
         "HELP records no consent change: {help}"
     );
     let types: Vec<String> = app.audit_events(&biz.id).await[events_before..]

@@ -19,3 +19,4 @@ mod ops;
 mod privacy;
 mod retention;
 mod subjects;
+mod withdrawals;

@@ -10,6 +10,7 @@ pub mod ops;
 pub mod opt_ins;
 pub mod revocations;
 pub mod subjects;
+pub(crate) mod withdrawal;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
@@ -98,10 +99,11 @@ pub(crate) fn unknown_category(policy: &Policy) -> String {
     )
 }
 
-/// What evidence timestamps are checked against: now, and the policy's clock skew.
-pub(crate) fn evidence_limits(policy: &Policy) -> Limits {
+/// What evidence timestamps are checked against: this node's clock, and the
+/// policy's clock skew.
+pub(crate) fn evidence_limits(ledger: &Ledger, policy: &Policy) -> Limits {
     Limits {
-        now: crate::domain::time::now(),
+        now: ledger.clock().now(),
         clock_skew: policy.clock_skew(),
     }
 }

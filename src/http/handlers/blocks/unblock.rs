@@ -29,7 +29,7 @@ pub async fn record_unblock(
     req: HttpRequest,
     ledger: web::Data<Ledger>,
     key: IdempotencyKey,
-    body: Json<RecordBlockRequest>,
+    body: Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
     super::record(principal, req, ledger, key, body, false).await
 }

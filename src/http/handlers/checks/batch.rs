@@ -68,7 +68,7 @@ pub async fn check_contacts_batch(
             format!("must hold 1 to {MAX_BATCH} numbers"),
         ));
     }
-    let as_of = check_as_of(request.as_of, &caller.policy, &mut errors);
+    let as_of = check_as_of(request.as_of, ledger.clock(), &mut errors);
     let (Some(category), true) = (category, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };

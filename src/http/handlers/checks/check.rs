@@ -64,7 +64,7 @@ pub async fn check_contact(
             unknown_category(&caller.policy),
         ));
     }
-    let as_of = check_as_of(request.as_of, &caller.policy, &mut errors);
+    let as_of = check_as_of(request.as_of, ledger.clock(), &mut errors);
     let (Some(phone), Some(category), true) = (phone, category, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };

@@ -4,21 +4,27 @@
 pub mod batch;
 pub mod check;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
-use crate::domain::time;
+use crate::domain::time::{self, Clock};
 use crate::http::error::FieldError;
-use crate::policy::Policy;
+
+/// How far ahead of this node's clock an `as_of` may be: nobody can know the
+/// future state, and a second absorbs the time the request took to arrive.
+const AS_OF_TOLERANCE: Duration = Duration::seconds(1);
 
 /// `as_of` may be any past instant (auditors), not the future.
 pub(crate) fn check_as_of(
     as_of: Option<DateTime<Utc>>,
-    policy: &Policy,
+    clock: Clock,
     errors: &mut Vec<FieldError>,
 ) -> Option<DateTime<Utc>> {
     let as_of = as_of.map(time::truncate);
-    if as_of.is_some_and(|t| t > time::now() + policy.clock_skew()) {
-        errors.push(FieldError::new("as_of", "must not be in the future"));
+    if as_of.is_some_and(|t| t > clock.now() + AS_OF_TOLERANCE) {
+        errors.push(FieldError::new(
+            "as_of",
+            "must not be in the future: nobody can know the future state",
+        ));
     }
     as_of
 }

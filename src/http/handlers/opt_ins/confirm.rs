@@ -58,7 +58,7 @@ pub async fn confirm_opt_in(
     principal.require(Scope::ConsentsWrite)?;
     let caller = caller(&principal, &ledger)?;
     let Json(request, raw) = body;
-    let limits = evidence_limits(&caller.policy);
+    let limits = evidence_limits(&ledger, &caller.policy);
     let evidence = Evidence::parse(
         request.channel,
         request.evidence.as_ref(),

@@ -85,7 +85,7 @@ pub async fn record_opt_in(
             "keyword opt-ins are recorded from POST /v1/inbound-messages",
         ));
     }
-    let limits = evidence_limits(&caller.policy);
+    let limits = evidence_limits(&ledger, &caller.policy);
     let evidence = Evidence::parse(
         request.channel,
         request.evidence.as_ref(),
