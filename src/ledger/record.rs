@@ -150,6 +150,34 @@ pub struct RecordRevocation {
     /// Request fields outside the evidence that were dropped (e.g. an unknown
     /// category, which widens the revocation to every category).
     pub dropped: Vec<FieldProblem>,
+    /// A keyword-like opt-out (a platform's "stop marketing" signal): a later
+    /// restoration ([`Ledger::record_restoration`]) may undo it, as START undoes
+    /// STOP. False for revocations through the API.
+    pub by_keyword: bool,
+}
+
+/// A restoration: a platform's "resume" (or any START-like signal that is not an
+/// inbound message). Undoes the keyword revocations of its categories before it.
+#[derive(Debug)]
+pub struct RecordRestoration {
+    pub phone: Phone,
+    /// `None`: every category.
+    pub categories: Option<Vec<Category>>,
+    pub channel: Channel,
+    pub evidence: Withdrawal,
+}
+
+/// A restoration as recorded (or not: nothing to undo records nothing).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RestorationResponse {
+    /// The subject; `null` when nothing was recorded.
+    pub subject_id: Option<Uuid>,
+    /// The restoration recorded; `null` when there was no keyword revocation to
+    /// undo (a restoration never grants consent that was not given).
+    pub restoration_id: Option<Uuid>,
+    /// The categories brought back into force.
+    pub restored_categories: Vec<String>,
+    pub recorded_at: DateTime<Utc>,
 }
 
 /// A block or unblock, its optional fields already cleansed.
@@ -410,7 +438,7 @@ impl Ledger {
                         categories: command.categories.as_deref().map(names),
                         channel: command.channel,
                         evidence: &command.evidence.dated(now),
-                        by_keyword: false,
+                        by_keyword: command.by_keyword,
                         recorded_at: now,
                         warnings,
                     },
@@ -418,6 +446,67 @@ impl Ledger {
                 Ok((response, vec![event]))
             })
             .await
+    }
+
+    /// A platform's "resume" (e.g. WhatsApp `user_preferences` resume of marketing):
+    /// undoes the keyword revocations of `categories` before it. Records nothing
+    /// (and no event) when there is nothing to undo; a subject is created only
+    /// when something is recorded.
+    pub async fn record_restoration(
+        &self,
+        caller: &Caller,
+        command: RecordRestoration,
+        idempotency: Option<IdempotencyRequest>,
+    ) -> Result<Written<RestorationResponse>, StoreError> {
+        let business_id = caller.business_id;
+        let pseudonym = self.pseudonym(business_id, &command.phone);
+        let policy = caller.policy.clone();
+        let keys = self.keys.clone();
+        let result = self
+            .store
+            .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
+                let Some(found) = rows::find_subject(conn, business_id, &pseudonym)? else {
+                    return Err(StoreError::Conflict("nothing_to_restore"));
+                };
+                let subject = open_subject(conn, &keys, business_id, found.id)?;
+                let history = rows::history(conn, subject.id)?;
+                let restored = restore(
+                    conn,
+                    &subject,
+                    &history,
+                    &policy,
+                    Restore {
+                        business_id,
+                        categories: command.categories.as_deref().map(names),
+                        channel: command.channel,
+                        evidence: &command.evidence.dated(now),
+                        recorded_at: now,
+                    },
+                )?;
+                let Some((restoration_id, restored_categories, event)) = restored else {
+                    return Err(StoreError::Conflict("nothing_to_restore"));
+                };
+                let response = RestorationResponse {
+                    subject_id: Some(subject.id),
+                    restoration_id: Some(restoration_id),
+                    restored_categories,
+                    recorded_at: now,
+                };
+                Ok((response, vec![event]))
+            })
+            .await;
+        match result {
+            // Nothing to undo: nothing changed, so nothing is recorded or audited.
+            Err(StoreError::Conflict("nothing_to_restore")) => {
+                Ok(Written::Fresh(RestorationResponse {
+                    subject_id: None,
+                    restoration_id: None,
+                    restored_categories: Vec::new(),
+                    recorded_at: self.store.clock().now(),
+                }))
+            }
+            other => other,
+        }
     }
 
     /// `POST /v1/blocks` and `POST /v1/unblocks`.

@@ -80,6 +80,7 @@ pub async fn record_revocation(
         channel,
         evidence,
         dropped,
+        by_keyword: false,
     };
     let result = ledger
         .record_revocation(&caller, command, idempotency)
