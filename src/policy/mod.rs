@@ -14,6 +14,7 @@
 
 pub mod decide;
 pub mod keywords;
+pub mod live;
 pub mod model;
 
 use std::collections::BTreeMap;
@@ -21,9 +22,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use decide::{
-    Basis, Decision, Moment, Reason, SubjectState, active_consent_categories, decide,
-    keyword_restorable_categories,
+    Basis, Decision, Moment, Reason, SubjectState, Summary, Verdict, active_consent_categories,
+    decide, keyword_restorable_categories,
 };
+pub use live::LiveState;
 pub use model::{
     AllowedBy, Amount, AmountError, Category, CategoryRules, Currency, KeywordKind, Policy,
     PolicyProblem, Price, PriceTable,

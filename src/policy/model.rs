@@ -570,6 +570,19 @@ impl Policy {
             .map(|(key, _)| Category(Arc::clone(key)))
     }
 
+    /// The position of `category` in [`Policy::categories`] (the order verdicts
+    /// of a projection are kept in).
+    pub fn category_index(&self, category: &Category) -> Option<usize> {
+        self.categories
+            .keys()
+            .position(|key| **key == *category.as_str())
+    }
+
+    /// How many categories the policy has.
+    pub fn category_count(&self) -> usize {
+        self.categories.len()
+    }
+
     /// Every category of the policy, ordered by name.
     pub fn categories(&self) -> impl Iterator<Item = Category> + '_ {
         self.categories.keys().map(|key| Category(Arc::clone(key)))

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::model::{AllowedBy, Category, Policy, Price};
+use super::model::{AllowedBy, Category, CategoryRules, Policy, Price};
 use crate::domain::history::{Fact, SubjectHistory};
 
 /// Why a decision came out the way it did.
@@ -410,34 +410,162 @@ impl SubjectState {
         calling_code: Option<u16>,
         at: DateTime<Utc>,
     ) -> Decision {
-        let window_expires_at = self.window_open_until(at);
-        let (Some(rules), Some(state)) = (policy.rules(category), self.category(category)) else {
+        let verdict = self
+            .category(category)
+            .zip(policy.rules(category))
+            .map(|(state, rules)| self.verdict(state, rules))
+            .unwrap_or_default();
+        verdict.decide(
+            policy,
+            category,
+            self.is_blocked(),
+            self.window_until,
+            calling_code,
+            at,
+        )
+    }
+
+    /// The instant-independent part of every category's decision, in the policy's
+    /// category order: what an in-memory projection keeps (see [`Summary`]).
+    pub fn summary(&self, policy: &Policy) -> Summary {
+        Summary {
+            blocked: self.is_blocked(),
+            window_until: self.window_until,
+            verdicts: self
+                .categories
+                .iter()
+                .map(|(category, state)| {
+                    policy
+                        .rules(category)
+                        .map(|rules| self.verdict(state, rules))
+                        .unwrap_or_default()
+                })
+                .collect(),
+        }
+    }
+
+    /// The categories whose decision would be [`Reason::Consent`] at `at` were the
+    /// subject not blocked.
+    pub fn active_categories(&self, policy: &Policy, at: DateTime<Utc>) -> Vec<Category> {
+        self.categories
+            .iter()
+            .filter(|(category, state)| {
+                policy.rules(category).is_some_and(|rules| {
+                    rules.allows(AllowedBy::OptIn)
+                        && self.verdict(state, rules).active(policy, at).is_some()
+                })
+            })
+            .map(|(category, _)| category.clone())
+            .collect()
+    }
+
+    fn verdict(&self, state: &CategoryState, rules: &CategoryRules) -> Verdict {
+        let double_opt_in = rules.double_opt_in();
+        let last_revocation = state.last_revocation();
+        // An opt-in counts only if it took effect strictly after the last
+        // withdrawal: at the same instant the withdrawal wins (Art. 7(3)), whatever
+        // order they were stored in. Erasure destroys the evidence, and with it the
+        // consent (Art. 17).
+        let cutoff = last_revocation.max(self.erased);
+        let after_cutoff =
+            |o: &Option<OptInRef>| o.filter(|(t, ..)| cutoff.is_none_or(|cut| *t > cut));
+        let latest = state.latest_opt_in.map(|(t, ..)| t);
+        let deciding = if double_opt_in {
+            after_cutoff(&state.latest_confirmed)
+        } else {
+            after_cutoff(&state.latest_opt_in)
+        };
+        let no_opt_in_since = |t: DateTime<Utc>| latest.is_none_or(|o| o <= t);
+        Verdict {
+            deciding: deciding.map(|(effective_at, _, id)| (effective_at, id)),
+            revoked: last_revocation.is_some_and(no_opt_in_since),
+            pending: after_cutoff(&state.latest_opt_in).is_some() && deciding.is_none(),
+            suppressed: self.erased.is_some_and(no_opt_in_since),
+            // A window opened no later than the category's latest revocation does
+            // not allow it: the STOP message itself opens a window, and that must
+            // not re-allow what it withdrew (Art. 7(3)). A later message does.
+            revoked_since_window: rules.allows(AllowedBy::OptIn)
+                && last_revocation.is_some_and(|revoked_at| {
+                    self.last_inbound
+                        .is_none_or(|inbound| inbound <= revoked_at)
+                }),
+        }
+    }
+}
+
+/// The instant-independent part of a subject's decisions: a live check counts
+/// every fact, so what the facts say reduces to this, and only consent age and the
+/// window's expiry are measured against the clock when the question is asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// The subject blocked the business.
+    pub blocked: bool,
+    /// When the latest customer-service window closes(d).
+    pub window_until: Option<DateTime<Utc>>,
+    /// One per category of the policy, in the policy's category order.
+    pub verdicts: Vec<Verdict>,
+}
+
+/// What the facts say about one category, independent of the instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// The deciding opt-in, (effective time, id): the latest after the last
+    /// withdrawal, confirmed where double opt-in applies. Whether it is still
+    /// young enough is measured when the question is asked.
+    pub deciding: Option<(DateTime<Utc>, Uuid)>,
+    /// The latest word for the category was a revocation (erasure not counted).
+    pub revoked: bool,
+    /// Opt-ins after the last withdrawal exist, none confirmed.
+    pub pending: bool,
+    /// Erased, and no opt-in for the category since.
+    pub suppressed: bool,
+    /// The latest revocation is no earlier than the latest message from the
+    /// subject: a window does not allow the category.
+    pub revoked_since_window: bool,
+}
+
+impl Verdict {
+    /// The deciding opt-in if it is still young enough at `at`.
+    fn active(&self, policy: &Policy, at: DateTime<Utc>) -> Option<Uuid> {
+        self.deciding
+            .filter(|(effective_at, _)| {
+                // Past the representable range the consent simply has not expired.
+                effective_at
+                    .checked_add_signed(policy.max_age())
+                    .is_none_or(|expiry| at < expiry)
+            })
+            .map(|(_, id)| id)
+    }
+
+    /// The decision for `category` at instant `at` (SPEC section 3), given the
+    /// subject-level facts. The one place the rules of SPEC 3 are applied, for a
+    /// full history and for an in-memory projection alike.
+    pub fn decide(
+        &self,
+        policy: &Policy,
+        category: &Category,
+        blocked: bool,
+        window_until: Option<DateTime<Utc>>,
+        calling_code: Option<u16>,
+        at: DateTime<Utc>,
+    ) -> Decision {
+        let window_expires_at = window_until.filter(|until| at < *until);
+        let Some(rules) = policy.rules(category) else {
             return Decision::deny(Reason::NoConsent, window_expires_at);
         };
-        if self.is_blocked() {
+        if blocked {
             return Decision::deny(Reason::Blocked, window_expires_at);
         }
         // Consent-derived reasons exist only for categories consent can allow: a
         // window-only category is not "revoked" by a STOP, it just needs a window.
-        let consent = rules
-            .allows(AllowedBy::OptIn)
-            .then(|| self.consent(state, policy, rules.double_opt_in(), at));
-
-        // A window opened no later than the category's latest revocation does not
-        // allow it: the STOP message itself opens a window, and that must not
-        // re-allow what it withdrew (Art. 7(3)). A later message from the subject
-        // does.
-        let revoked_since_window = rules.allows(AllowedBy::OptIn)
-            && state.last_revocation().is_some_and(|revoked_at| {
-                self.last_inbound
-                    .is_none_or(|inbound| inbound <= revoked_at)
-            });
+        let by_opt_in = rules.allows(AllowedBy::OptIn);
+        let active = by_opt_in.then(|| self.active(policy, at)).flatten();
         // Consent is the stronger basis, so it is named when both allow; the window
         // still decides billing below.
-        let allowed = match (consent.as_ref().and_then(|c| c.active), window_expires_at) {
+        let allowed = match (active, window_expires_at) {
             (Some(opt_in_id), _) => Some((Reason::Consent, Basis::OptIn { opt_in_id })),
             (None, Some(expires_at))
-                if rules.allows(AllowedBy::Window) && !revoked_since_window =>
+                if rules.allows(AllowedBy::Window) && !self.revoked_since_window =>
             {
                 Some((Reason::ServiceWindow, Basis::Window { expires_at }))
             }
@@ -459,72 +587,25 @@ impl SubjectState {
                 window_expires_at,
             };
         }
-
-        let reason = consent.and_then(|c| c.denial()).unwrap_or(
-            if rules.allows(AllowedBy::Window) && !rules.allows(AllowedBy::OptIn) {
+        let expired = self.deciding.is_some() && active.is_none();
+        let reason = if !by_opt_in {
+            if rules.allows(AllowedBy::Window) {
                 Reason::WindowClosed
             } else {
                 Reason::NoConsent
-            },
-        );
-        Decision::deny(reason, window_expires_at)
-    }
-
-    /// The categories whose decision would be [`Reason::Consent`] at `at` were the
-    /// subject not blocked.
-    pub fn active_categories(&self, policy: &Policy, at: DateTime<Utc>) -> Vec<Category> {
-        self.categories
-            .iter()
-            .filter(|(category, state)| {
-                policy.rules(category).is_some_and(|rules| {
-                    rules.allows(AllowedBy::OptIn)
-                        && self
-                            .consent(state, policy, rules.double_opt_in(), at)
-                            .active
-                            .is_some()
-                })
-            })
-            .map(|(category, _)| category.clone())
-            .collect()
-    }
-
-    fn consent(
-        &self,
-        state: &CategoryState,
-        policy: &Policy,
-        double_opt_in: bool,
-        at: DateTime<Utc>,
-    ) -> Consent {
-        let last_revocation = state.last_revocation();
-        // An opt-in counts only if it took effect strictly after the last
-        // withdrawal: at the same instant the withdrawal wins (Art. 7(3)), whatever
-        // order they were stored in. Erasure destroys the evidence, and with it the
-        // consent (Art. 17).
-        let cutoff = last_revocation.max(self.erased);
-        let after_cutoff =
-            |o: &Option<OptInRef>| o.filter(|(t, ..)| cutoff.is_none_or(|cut| *t > cut));
-        let latest = state.latest_opt_in.map(|(t, ..)| t);
-        let deciding = if double_opt_in {
-            after_cutoff(&state.latest_confirmed)
+            }
+        } else if self.revoked {
+            Reason::Revoked
+        } else if expired {
+            Reason::ConsentExpired
+        } else if self.pending {
+            Reason::PendingConfirmation
+        } else if self.suppressed {
+            Reason::Suppressed
         } else {
-            after_cutoff(&state.latest_opt_in)
+            Reason::NoConsent
         };
-        let active = deciding
-            .filter(|(effective_at, ..)| {
-                // Past the representable range the consent simply has not expired.
-                effective_at
-                    .checked_add_signed(policy.max_age())
-                    .is_none_or(|expiry| at < expiry)
-            })
-            .map(|(.., id)| id);
-        let no_opt_in_since = |t: DateTime<Utc>| latest.is_none_or(|o| o <= t);
-        Consent {
-            active,
-            revoked: last_revocation.is_some_and(no_opt_in_since),
-            expired: deciding.is_some() && active.is_none(),
-            pending: after_cutoff(&state.latest_opt_in).is_some() && deciding.is_none(),
-            suppressed: self.erased.is_some_and(no_opt_in_since),
-        }
+        Decision::deny(reason, window_expires_at)
     }
 }
 
@@ -532,38 +613,6 @@ impl SubjectState {
 /// (`None` covers all).
 fn covers(categories: Option<&[String]>, category: &str) -> bool {
     categories.is_none_or(|list| list.iter().any(|c| c == category))
-}
-
-/// What the opt-in facts say about one category at one instant.
-#[derive(Debug, Default)]
-struct Consent {
-    /// The deciding active opt-in.
-    active: Option<Uuid>,
-    /// The latest word for the category was a revocation (erasure not counted).
-    revoked: bool,
-    /// Effective opt-ins after the last revocation exist, all too old.
-    expired: bool,
-    /// Opt-ins after the last revocation exist, none effective (unconfirmed).
-    pending: bool,
-    /// Erased, and no opt-in for the category collected since.
-    suppressed: bool,
-}
-
-impl Consent {
-    /// The most specific consent-derived reason for a "no", in SPEC precedence.
-    fn denial(&self) -> Option<Reason> {
-        if self.revoked {
-            Some(Reason::Revoked)
-        } else if self.expired {
-            Some(Reason::ConsentExpired)
-        } else if self.pending {
-            Some(Reason::PendingConfirmation)
-        } else if self.suppressed {
-            Some(Reason::Suppressed)
-        } else {
-            None
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1827,6 +1827,38 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// Issue 10: a live check answered from the packed in-memory projection says
+    /// exactly what a replay of the full history says, for any history, category,
+    /// calling code and instant.
+    #[test]
+    fn the_projection_decides_exactly_like_the_full_history(
+        (p, c, facts, code, at) in question(),
+        later in proptest::collection::vec(0i64..2_000_000_000, 1..4),
+    ) {
+        let policy = policy(p);
+        let category = policy.categories().nth(c).unwrap();
+        let index = policy.category_index(&category).unwrap();
+        let history = SubjectHistory::new(facts);
+        // The fold of a live check does not depend on the instant: fold once,
+        // then ask at several instants, as the projection does.
+        let summary = SubjectState::fold(&history, &policy, Moment::Live(at)).summary(&policy);
+        let kept = match crate::policy::LiveState::pack(&summary) {
+            Some(packed) => packed.unpack(summary.window_until, policy.category_count()),
+            None => summary.clone(),
+        };
+        prop_assert_eq!(&kept, &summary);
+        for instant in std::iter::once(at).chain(later.iter().map(|s| at + Duration::seconds(*s))) {
+            let projected = kept.verdicts[index].decide(
+                &policy, &category, kept.blocked, kept.window_until, code, instant);
+            let replayed = decide(&history, &policy, &category, code, Moment::Live(instant));
+            prop_assert_eq!(projected, replayed, "at {}", instant);
+        }
+    }
+}
+
 /// The same fact moved to happen at `at` (and recorded then, or later).
 fn shift(mut fact: Fact, at: DateTime<Utc>) -> Fact {
     let recorded_at = at.max(fact.recorded_at());
