@@ -167,6 +167,70 @@ impl Phone {
     }
 }
 
+/// Input that is already written exactly as E.164 (`+`, then 8 to 15 digits of
+/// which a prefix is a known country calling code): the shape every valid stored
+/// number has. The check path hashes it as it is and looks it up (issue 10's fast
+/// path); the full parse runs only when it is not found, to tell an invalid number
+/// from an unknown one. A hit proves validity: the pseudonym equals that of a
+/// number validated when it was stored. It is not a [`Phone`]: nothing is stored
+/// from it.
+#[derive(Clone, Copy)]
+pub struct E164Candidate<'a> {
+    text: &'a str,
+    calling_code: u16,
+}
+
+impl<'a> E164Candidate<'a> {
+    /// `Some` when `input` has exactly the E.164 shape.
+    pub fn recognise(input: &'a str) -> Option<E164Candidate<'a>> {
+        let digits = input.strip_prefix('+')?;
+        if !(8..=15).contains(&digits.len())
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || digits.starts_with('0')
+        {
+            return None;
+        }
+        // Country calling codes are prefix-free: at most one prefix is one.
+        let calling_code = (1..=3)
+            .filter_map(|n| digits[..n].parse::<u16>().ok())
+            .find(|code| is_calling_code(*code))?;
+        Some(E164Candidate {
+            text: input,
+            calling_code,
+        })
+    }
+
+    /// The input, which is personal data (see [`Phone::as_e164`]).
+    pub fn as_str(&self) -> &'a str {
+        self.text
+    }
+
+    /// The country calling code.
+    pub fn calling_code(&self) -> u16 {
+        self.calling_code
+    }
+}
+
+impl fmt::Debug for E164Candidate<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("E164Candidate([redacted])")
+    }
+}
+
+/// Whether `code` is a country calling code with numbering-plan metadata.
+fn is_calling_code(code: u16) -> bool {
+    static KNOWN: std::sync::OnceLock<Vec<bool>> = std::sync::OnceLock::new();
+    KNOWN
+        .get_or_init(|| {
+            (0..1000u16)
+                .map(|code| DATABASE.by_code(&code).is_some_and(|m| !m.is_empty()))
+                .collect()
+        })
+        .get(usize::from(code))
+        .copied()
+        .unwrap_or(false)
+}
+
 /// Validates a region code before the library sees it: the library indexes
 /// its metadata by region and would panic on a region it has no metadata for.
 fn parse_region(region: &str) -> Result<country::Id, PhoneError> {
@@ -198,6 +262,19 @@ impl fmt::Display for Phone {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn an_e164_candidate_is_exactly_the_stored_form_of_a_valid_number() {
+        for input in ["+31612345678", "+14155552671", "+4915112345678", "+358401234567"] {
+            let candidate = E164Candidate::recognise(input).expect(input);
+            let phone = Phone::parse(input, None).unwrap();
+            assert_eq!(candidate.as_str(), phone.as_e164(), "{input}");
+            assert_eq!(candidate.calling_code(), phone.calling_code(), "{input}");
+        }
+        for input in ["31612345678", "+31 6 12345678", "+0612345678", "+3161", "0031612345678", "+31612345678x"] {
+            assert!(E164Candidate::recognise(input).is_none(), "{input}");
+        }
+    }
 
     fn parse_ok(input: &str, region: Option<&str>) -> Phone {
         match Phone::parse(input, region) {

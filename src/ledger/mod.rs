@@ -8,6 +8,7 @@
 
 pub mod audit_view;
 pub mod check;
+pub mod projection;
 pub mod record;
 pub mod retention;
 pub mod subjects;

@@ -11,8 +11,10 @@
 pub mod audit;
 pub mod businesses;
 pub mod keys;
+pub mod fence;
 pub mod ledger;
 pub mod migrations;
+pub mod projection;
 pub(crate) mod rows;
 pub mod schema;
 
@@ -162,7 +164,7 @@ pub enum Written<T> {
 }
 
 /// Opens connections for the pool, for the backend the URL names.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ConnectionManager {
     url: DatabaseUrl,
 }
@@ -235,6 +237,9 @@ pub struct Store {
     checkpointer: Option<Arc<audit::Checkpointer>>,
     /// This node's clock.
     clock: Clock,
+    /// The freshness fence (started on first use) and how it connects.
+    fence: Arc<std::sync::OnceLock<fence::Fence>>,
+    manager: ConnectionManager,
 }
 
 impl std::fmt::Debug for Store {
@@ -273,7 +278,20 @@ impl Store {
             sqlite_writer: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
             checkpointer: None,
             clock: Clock::system(),
+            fence: Arc::new(std::sync::OnceLock::new()),
+            manager: ConnectionManager {
+                url: settings.url.clone(),
+            },
         })
+    }
+
+    /// The business's chain head, read after this call by this node's fence (one
+    /// query serves every caller waiting at that moment; see [`fence`]).
+    pub async fn fresh_head(&self, business_id: Uuid) -> Result<i64, StoreError> {
+        self.fence
+            .get_or_init(|| fence::Fence::start(self.manager.clone()))
+            .head(business_id)
+            .await
     }
 
     /// This store reads `clock` instead of the system clock (tests simulate nodes

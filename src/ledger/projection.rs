@@ -1,0 +1,470 @@
+//! The in-memory projection: each business's current consent state, so that a
+//! live check is a hash lookup plus `Verdict::decide` instead of reading and
+//! folding the subject's history (issue 10; SPEC sections 8 and 9).
+//!
+//! # What is kept
+//! Per subject, 48 bytes: the first 16 bytes of its pseudonym (a 128-bit key: an
+//! accidental match among a business's subjects has odds around 2^-88) and its
+//! [`LiveState`], the instant-independent verdict of every category packed into
+//! 32 bytes. Subjects whose categories are decided by different opt-ins keep
+//! their unpacked `Summary` on the side, and so do window expiries (most subjects
+//! never wrote). The index is a `hashbrown::HashTable` of `u32` positions into a
+//! dense `Vec` of entries, hashed by the pseudonym's own bytes (already uniformly
+//! random). Unknown numbers, most of a campaign, cost one probe.
+//!
+//! # Why it never answers a stale "yes" (zero stale allows)
+//! The audit chain of a business is its change log: contiguous sequence numbers,
+//! committed in order under the head's lock, each event naming the subject or key
+//! it is about. A business's view records `applied`, the chain head whose state it
+//! reflects exactly. Before a check is answered from memory, the node reads the
+//! business's head (the fence in `store::fence`: one query for every check waiting
+//! at that moment, started after they arrived) and, if the view is behind, catches
+//! up: in one snapshot, it reads the head again, the subjects and keys touched by
+//! the events since `applied`, and their current histories, folds them and installs
+//! them. So every change committed before the check arrived, on any node, is in
+//! the view that answers it. A write is acknowledged only after its node caught up
+//! to the write's own sequence number (write-through), so the writer's own next
+//! check needs no database read either. When the fence or the catch-up cannot
+//! read the store, the check fails closed (503, `allowed: false`).
+//!
+//! Installs happen only under the view's apply lock, and each catch-up reads under
+//! it, so an install never replaces a newer state with an older one.
+//!
+//! This module is part of the application layer: it knows neither actix nor
+//! diesel (the store runs the statements).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use hashbrown::HashTable;
+use uuid::Uuid;
+
+use super::Keyring;
+use crate::crypto::pseudonym::PseudonymKey;
+use crate::domain::history::SubjectHistory;
+use crate::policy::{
+    Category, Decision, LiveState, Moment, Policy, PolicySet, SubjectState, Summary, Verdict,
+};
+use crate::store::projection::{self as rows, Touched};
+use crate::store::{Store, StoreError};
+
+/// Every business's view, loaded on first use (and all at start-up).
+pub struct Projection {
+    store: Store,
+    keys: Arc<Keyring>,
+    policies: Arc<PolicySet>,
+    views: RwLock<HashMap<Uuid, Arc<BusinessView>>>,
+    /// Serialises the first load of a view.
+    loading: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Projection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projection").finish_non_exhaustive()
+    }
+}
+
+/// One business's view: what its live checks are answered from.
+pub struct BusinessView {
+    business_id: Uuid,
+    policy: Arc<Policy>,
+    pseudonym_key: PseudonymKey,
+    index: RwLock<Index>,
+    /// The chain head the index reflects exactly.
+    applied: AtomicI64,
+    /// Held while catching up or installing.
+    apply: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for BusinessView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BusinessView")
+            .field("business_id", &self.business_id)
+            .field("applied", &self.applied.load(Ordering::Acquire))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A subject in the index: 48 bytes.
+#[derive(Clone, Copy)]
+struct Entry {
+    key: [u8; 16],
+    state: LiveState,
+}
+
+#[derive(Default)]
+struct Index {
+    table: HashTable<u32>,
+    entries: Vec<Entry>,
+    /// Window expiries, by entry position.
+    windows: HashMap<u32, DateTime<Utc>>,
+    /// Summaries that do not pack, by entry position.
+    spilled: HashMap<u32, Summary>,
+}
+
+fn key_of(pseudonym: &[u8; 32]) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&pseudonym[..16]);
+    key
+}
+
+fn hash_of(key: &[u8; 16]) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&key[..8]);
+    u64::from_le_bytes(bytes)
+}
+
+impl Index {
+    fn find(&self, key: &[u8; 16]) -> Option<u32> {
+        self.table
+            .find(hash_of(key), |&i| self.entries[i as usize].key == *key)
+            .copied()
+    }
+
+    fn install(&mut self, pseudonym: &[u8; 32], summary: Summary) {
+        let key = key_of(pseudonym);
+        let packed = LiveState::pack(&summary);
+        let state = packed.unwrap_or_else(|| {
+            // Kept unpacked on the side; the packed form only flags the window.
+            LiveState::pack(&Summary {
+                blocked: summary.blocked,
+                window_until: summary.window_until,
+                verdicts: Vec::new(),
+            })
+            .expect("an empty summary packs")
+        });
+        let position = match self.find(&key) {
+            Some(position) => {
+                self.entries[position as usize] = Entry { key, state };
+                position
+            }
+            None => {
+                let position = u32::try_from(self.entries.len())
+                    .expect("fewer than 4 billion subjects per business and node");
+                self.entries.push(Entry { key, state });
+                let entries = &self.entries;
+                self.table.insert_unique(hash_of(&key), position, |&i| {
+                    hash_of(&entries[i as usize].key)
+                });
+                position
+            }
+        };
+        match summary.window_until {
+            Some(until) => self.windows.insert(position, until),
+            None => self.windows.remove(&position),
+        };
+        match packed {
+            Some(_) => self.spilled.remove(&position),
+            None => self.spilled.insert(position, summary),
+        };
+    }
+
+    /// The subject's verdict for the category at `index`, whether it blocked, and
+    /// its window; an unknown subject has the default verdict.
+    fn verdict(&self, key: &[u8; 16], index: usize) -> (Verdict, bool, Option<DateTime<Utc>>) {
+        let Some(position) = self.find(key) else {
+            return (Verdict::default(), false, None);
+        };
+        let entry = &self.entries[position as usize];
+        let window = if entry.state.has_window() {
+            self.windows.get(&position).copied()
+        } else {
+            None
+        };
+        match self.spilled.get(&position) {
+            Some(summary) => (
+                summary.verdicts.get(index).copied().unwrap_or_default(),
+                summary.blocked,
+                window,
+            ),
+            None => (entry.state.verdict(index), entry.state.blocked(), window),
+        }
+    }
+}
+
+/// A number as the check path looks it up.
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup {
+    /// The pseudonym under the business's key.
+    pub pseudonym: [u8; 32],
+    pub calling_code: u16,
+}
+
+impl BusinessView {
+    pub fn business_id(&self) -> Uuid {
+        self.business_id
+    }
+
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// The business's pseudonym key (kept, so a check derives nothing).
+    pub fn pseudonym_key(&self) -> &PseudonymKey {
+        &self.pseudonym_key
+    }
+
+    /// The chain head this view reflects.
+    pub fn applied(&self) -> i64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    /// Whether the subject with this pseudonym is known (a stored, validated
+    /// number, or an erased one kept as a suppression marker).
+    pub fn contains(&self, pseudonym: &[u8; 32]) -> bool {
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        index.find(&key_of(pseudonym)).is_some()
+    }
+
+    /// The live decision for a subject at `now` (the caller made the view fresh).
+    pub fn decide(
+        &self,
+        pseudonym: &[u8; 32],
+        category: &Category,
+        calling_code: Option<u16>,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        let position = self.policy.category_index(category).unwrap_or(usize::MAX);
+        let (verdict, blocked, window) = {
+            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+            index.verdict(&key_of(pseudonym), position)
+        };
+        verdict.decide(&self.policy, category, blocked, window, calling_code, now)
+    }
+
+    /// Several decisions under one read of the index (a campaign's batch).
+    pub fn decide_many<'a, T>(
+        &self,
+        lookups: impl Iterator<Item = (T, Option<&'a [u8; 32]>, Option<u16>)>,
+        category: &Category,
+        now: DateTime<Utc>,
+        mut answer: impl FnMut(T, Option<Decision>),
+    ) {
+        let position = self.policy.category_index(category).unwrap_or(usize::MAX);
+        let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+        for (item, pseudonym, calling_code) in lookups {
+            let decision = pseudonym.map(|pseudonym| {
+                let (verdict, blocked, window) = index.verdict(&key_of(pseudonym), position);
+                verdict.decide(&self.policy, category, blocked, window, calling_code, now)
+            });
+            answer(item, decision);
+        }
+    }
+
+    /// How many subjects the view holds.
+    pub fn len(&self) -> usize {
+        self.index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .entries
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn install_histories(&self, histories: Vec<([u8; 32], SubjectHistory)>, now: DateTime<Utc>) {
+        let summaries: Vec<([u8; 32], Summary)> = histories
+            .into_iter()
+            .map(|(pseudonym, history)| {
+                let state = SubjectState::fold(&history, &self.policy, Moment::Live(now));
+                (pseudonym, state.summary(&self.policy))
+            })
+            .collect();
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        for (pseudonym, summary) in summaries {
+            index.install(&pseudonym, summary);
+        }
+    }
+}
+
+impl Projection {
+    pub fn new(store: Store, keys: Arc<Keyring>, policies: Arc<PolicySet>) -> Projection {
+        Projection {
+            store,
+            keys,
+            policies,
+            views: RwLock::new(HashMap::new()),
+            loading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Loads every business's view (at start-up, before serving).
+    pub async fn load_all(&self) -> Result<usize, StoreError> {
+        let businesses = self
+            .store
+            .run(crate::store::ledger::businesses_and_policies)
+            .await?;
+        let mut subjects = 0;
+        for (business_id, policy) in businesses {
+            if let Some(policy) = self.policies.get(&policy) {
+                subjects += self.view_with(business_id, policy).await?.len();
+            }
+        }
+        Ok(subjects)
+    }
+
+    /// The business's view, fresh: every change committed before this call, on
+    /// any node, is in it. Fails closed when freshness cannot be proved.
+    pub async fn fresh(
+        &self,
+        business_id: Uuid,
+        policy: &Arc<Policy>,
+    ) -> Result<Arc<BusinessView>, StoreError> {
+        let view = self.view_with(business_id, policy.clone()).await?;
+        let head = self.store.fresh_head(business_id).await?;
+        if view.applied() < head {
+            self.catch_up(&view, head).await?;
+        }
+        Ok(view)
+    }
+
+    /// After a write of this business committed up to `seq`: bring the view up to
+    /// it before the write is acknowledged (write-through). Failing to, the view
+    /// stays behind and the next check's fence catches up; the write itself
+    /// stands.
+    pub async fn written(&self, business_id: Uuid, policy: &Arc<Policy>, seq: i64) {
+        let result = async {
+            let view = self.view_with(business_id, policy.clone()).await?;
+            if view.applied() < seq {
+                self.catch_up(&view, seq).await?;
+            }
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(%business_id, error = %e, "projection write-through failed; the next check catches up");
+        }
+    }
+
+    async fn view_with(
+        &self,
+        business_id: Uuid,
+        policy: Arc<Policy>,
+    ) -> Result<Arc<BusinessView>, StoreError> {
+        if let Some(view) = self.get(business_id) {
+            return Ok(view);
+        }
+        let _loading = self.loading.lock().await;
+        if let Some(view) = self.get(business_id) {
+            return Ok(view);
+        }
+        let view = Arc::new(BusinessView {
+            business_id,
+            pseudonym_key: self.keys.pseudonym_key(business_id),
+            policy,
+            index: RwLock::new(Index::default()),
+            applied: AtomicI64::new(0),
+            apply: tokio::sync::Mutex::new(()),
+        });
+        self.load(&view).await?;
+        self.views
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(business_id, view.clone());
+        Ok(view)
+    }
+
+    fn get(&self, business_id: Uuid) -> Option<Arc<BusinessView>> {
+        self.views
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&business_id)
+            .cloned()
+    }
+
+    /// Loads every subject of the business, in one snapshot with its head, page
+    /// by page (so a million subjects never sit in memory as histories at once).
+    async fn load(&self, view: &Arc<BusinessView>) -> Result<(), StoreError> {
+        let _apply = view.apply.lock().await;
+        let business_id = view.business_id;
+        let target = view.clone();
+        let now = self.store.clock().now();
+        let head = self
+            .store
+            .run(move |conn| {
+                Store::read_snapshot(conn, |conn| {
+                    let head = rows::head_seqs(conn, &[business_id])?
+                        .get(&business_id)
+                        .copied()
+                        .ok_or(StoreError::NotFound)?;
+                    let mut markers = rows::suppression_markers_of(conn, business_id)?;
+                    let mut after: Option<String> = None;
+                    loop {
+                        let page = rows::history_page(conn, business_id, after.as_deref())?;
+                        let Some((last, ..)) = page.last() else { break };
+                        after = Some(last.clone());
+                        let histories = page
+                            .into_iter()
+                            .map(|(_, pseudonym, mut history)| {
+                                if let Some(at) = markers.remove(&pseudonym) {
+                                    history.facts.push(erased(at));
+                                }
+                                (pseudonym, history)
+                            })
+                            .collect();
+                        target.install_histories(histories, now);
+                    }
+                    // Erased numbers that never came back: only the marker.
+                    let rest = markers
+                        .into_iter()
+                        .map(|(pseudonym, at)| (pseudonym, SubjectHistory::new(vec![erased(at)])))
+                        .collect();
+                    target.install_histories(rest, now);
+                    Ok(head)
+                })
+            })
+            .await?;
+        view.applied.store(head, Ordering::Release);
+        Ok(())
+    }
+
+    /// Brings the view up to at least `target` (a head committed before the
+    /// caller asked). Single-flight per business: callers queue on the apply lock
+    /// and find the work done.
+    async fn catch_up(&self, view: &Arc<BusinessView>, target: i64) -> Result<(), StoreError> {
+        let _apply = view.apply.lock().await;
+        let applied = view.applied();
+        if applied >= target {
+            return Ok(());
+        }
+        let business_id = view.business_id;
+        let (head, touched, histories) = self
+            .store
+            .run(move |conn| {
+                Store::read_snapshot(conn, |conn| {
+                    let head = rows::head_seqs(conn, &[business_id])?
+                        .get(&business_id)
+                        .copied()
+                        .ok_or(StoreError::NotFound)?;
+                    let touched = rows::touched_since(conn, business_id, applied, head)?;
+                    let histories = if touched.everything {
+                        Vec::new()
+                    } else {
+                        rows::histories_of_subjects(conn, business_id, &touched.subjects)?
+                    };
+                    Ok((head, touched, histories))
+                })
+            })
+            .await?;
+        let Touched { everything, .. } = touched;
+        if everything {
+            // A retention purge: reload the business (rare; outside the fast path).
+            drop(_apply);
+            return self.load(view).await;
+        }
+        view.install_histories(histories, self.store.clock().now());
+        view.applied.store(head, Ordering::Release);
+        Ok(())
+    }
+}
+
+fn erased(at: DateTime<Utc>) -> crate::domain::history::Fact {
+    crate::domain::history::Fact::Erased {
+        at,
+        recorded_at: at,
+    }
+}

@@ -1,0 +1,139 @@
+//! The freshness fence: "what is the newest committed chain head of this business,
+//! read after my question arrived?", answered for many questions with one query.
+//!
+//! A node answers live checks from memory (see `ledger::projection`). Before such
+//! an answer it must have applied every change any node committed before the check
+//! arrived. The audit chain of a business is exactly that change log: contiguous,
+//! committed in sequence order under the head's lock. So one read of the head's
+//! sequence number, started after the check arrived, tells how far the node must
+//! have caught up.
+//!
+//! One thread with its own connection serves every fence of this node: it takes
+//! every request waiting, reads all their businesses' heads in one query, answers
+//! them all, and starts again with whatever arrived meanwhile. A request that
+//! arrives while a read is running waits for the next one (that read may have
+//! started before it arrived). So under load the cost is one small query per
+//! batch of checks, not per check, and idle it is nothing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+
+use diesel::r2d2::ManageConnection;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::{ConnectionManager, DbConnection, StoreError};
+
+type Reply = oneshot::Sender<Result<i64, StoreError>>;
+
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<(Uuid, Reply)>,
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+/// The fence of one node. Dropping it stops its thread and closes its connection.
+pub struct Fence {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fence")
+    }
+}
+
+impl Fence {
+    /// Starts the fence thread; it connects on first use (and again after a
+    /// connection breaks).
+    pub(super) fn start(manager: ConnectionManager) -> Fence {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+        });
+        let worker = shared.clone();
+        std::thread::Builder::new()
+            .name("consentgate-fence".into())
+            .spawn(move || run(&worker, &manager))
+            .expect("the fence thread starts");
+        Fence { shared }
+    }
+
+    /// The business's chain head, read after this call. `NotFound` for no such
+    /// business; `Unavailable` when the store cannot be read (the caller fails
+    /// closed).
+    pub async fn head(&self, business_id: Uuid) -> Result<i64, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut queue = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+            queue.waiting.push((business_id, tx));
+        }
+        self.shared.wake.notify_one();
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the fence stopped".into())))
+    }
+}
+
+impl Drop for Fence {
+    fn drop(&mut self) {
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .closed = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+fn run(shared: &Shared, manager: &ConnectionManager) {
+    let mut conn: Option<DbConnection> = None;
+    loop {
+        let batch = {
+            let mut queue = shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+            while queue.waiting.is_empty() && !queue.closed {
+                queue = shared.wake.wait(queue).unwrap_or_else(|p| p.into_inner());
+            }
+            if queue.closed {
+                return;
+            }
+            std::mem::take(&mut queue.waiting)
+        };
+        let mut ids: Vec<Uuid> = batch.iter().map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let heads = read_heads(&mut conn, manager, &ids);
+        for (business_id, reply) in batch {
+            let answer = match &heads {
+                Ok(heads) => heads.get(&business_id).copied().ok_or(StoreError::NotFound),
+                Err(e) => Err(StoreError::Unavailable(e.clone())),
+            };
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+fn read_heads(
+    conn: &mut Option<DbConnection>,
+    manager: &ConnectionManager,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, i64>, String> {
+    if conn.is_none() {
+        *conn = Some(manager.connect().map_err(|e| e.to_string())?);
+    }
+    let Some(c) = conn.as_mut() else {
+        unreachable!("connected above")
+    };
+    match super::projection::head_seqs(c, ids) {
+        Ok(heads) => Ok(heads),
+        Err(e) => {
+            // Reconnect next time: the connection may be broken.
+            *conn = None;
+            Err(e.to_string())
+        }
+    }
+}
