@@ -2,6 +2,7 @@
 //! PostgreSQL whenever TEST_POSTGRES_URL is set (CI sets it and refuses to skip).
 //! One binary, to keep link time down.
 
+mod backends;
 mod helpers;
 
 mod audit;
@@ -10,6 +11,7 @@ mod chain;
 mod checks;
 mod cli;
 mod errors;
+mod fail_closed;
 mod keys;
 mod layers;
 mod ledger;
