@@ -71,3 +71,29 @@ pub fn side_sql(app: &TestApp, sql: &str) {
         .batch_execute(sql)
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
+
+/// A POST with an `Idempotency-Key` header.
+pub async fn post_idempotent(
+    app: &TestApp,
+    path: &str,
+    token: &str,
+    idempotency_key: &str,
+    body: &serde_json::Value,
+) -> crate::helpers::Resp {
+    let mut res = app
+        .client()
+        .post(format!("{}{path}", app.address))
+        .insert_header(("authorization", format!("Bearer {token}")))
+        .insert_header(("idempotency-key", idempotency_key))
+        .send_json(body)
+        .await
+        .expect("the request reaches the server");
+    let bytes = res.body().await.expect("the response body is readable");
+    crate::helpers::Resp {
+        status: res.status().as_u16(),
+        headers: res.headers().clone(),
+        body: serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        }),
+    }
+}

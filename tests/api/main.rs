@@ -19,5 +19,6 @@ mod migrations;
 mod openapi;
 mod ops;
 mod privacy;
+mod residue;
 mod retention;
 mod subjects;
