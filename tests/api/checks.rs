@@ -60,6 +60,11 @@ async fn a_check_fails_closed_when_no_connection_can_be_had(app: TestApp) {
 
 /// PostgreSQL going away mid-run (connections killed, new ones refused): checks
 /// answer 503 with `allowed: false`, for single and batch checks alike.
+///
+/// PostgreSQL only, on purpose: an embedded SQLite file cannot go away under open
+/// connections (they keep the file open). On SQLite the store fails under a
+/// running service in the ways `a_check_fails_closed_when_no_connection_can_be_had`
+/// and the `fail_closed` tests cover, which run on both backends.
 #[actix_web::test]
 async fn a_check_fails_closed_when_postgresql_goes_away() {
     let Some(app) = spawn_app_with(Backend::Postgres, |s| s.pool_size = 2).await else {

@@ -9,6 +9,7 @@ mod audit;
 mod auth;
 mod chain;
 mod checks;
+mod claims;
 mod cli;
 mod errors;
 mod fail_closed;
