@@ -165,8 +165,8 @@ pub enum Residue {
     WriteAheadLog,
     /// PostgreSQL: deleted row versions stay in the table files until VACUUM
     /// prunes them and new rows overwrite the space, and in WAL segments, WAL
-    /// archives and backups until those are recycled or expire (README, "Erasure
-    /// on PostgreSQL").
+    /// archives and backups until those are recycled or expire (README, "What
+    /// stays in the database's files").
     DeletedRowVersions,
 }
 
