@@ -185,6 +185,5 @@ mod tests {
         let key = PseudonymKey::derive(&master(1), BUSINESS_A);
         let shown = format!("{key:?}");
         assert_eq!(shown, "PseudonymKey([redacted])");
-        assert!(!shown.contains(&hex::encode(&key.key[..4])));
     }
 }

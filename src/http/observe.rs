@@ -1,6 +1,7 @@
 //! Request observation: a request id on every span, one log line per request,
 //! Prometheus counters and latency histograms by route and status, and a safety net
-//! that turns any error response actix produced itself into problem+json.
+//! that turns any error response actix produced itself into problem+json, and any
+//! server failure of a check into the check's only safe answer: 503, `allowed: false`.
 //!
 //! Only the route *pattern* (`/v1/keys/{id}`) is logged or labelled, never the
 //! path, the query, headers, the client address or the user agent.
@@ -9,6 +10,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::{ErrorHandlerResponse, Next};
 use actix_web::web;
@@ -139,9 +141,35 @@ pub async fn observe(
     Ok(res)
 }
 
+/// The routes that answer a decision (`may_contact`). Whatever they answer that is
+/// not a decision and not the client's fault is a no (SPEC section 3, fail closed).
+const DECISION_ROUTES: &str = "/v1/checks";
+
+fn answers_a_decision<B>(res: &ServiceResponse<B>) -> bool {
+    res.request()
+        .match_pattern()
+        .is_some_and(|route| route.starts_with(DECISION_ROUTES))
+}
+
 /// Error responses that did not come from [`ApiError`] (actix's own) become
-/// problem documents with the same status.
+/// problem documents with the same status. A check that fails on the server side
+/// for any reason (a 500 from authentication reading a corrupt row, a bug) answers
+/// 503 with `allowed: false`, like a store it cannot reach: a sender must never
+/// see a 5xx from a check that is not an explicit no.
 pub fn ensure_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let status = res.status();
+    if status.is_server_error()
+        && status != StatusCode::SERVICE_UNAVAILABLE
+        && answers_a_decision(&res)
+    {
+        let problem = actix_web::ResponseError::error_response(&ApiError::Unavailable(format!(
+            "a check failed with status {status}"
+        )));
+        let (req, _) = res.into_parts();
+        return Ok(ErrorHandlerResponse::Response(
+            ServiceResponse::new(req, problem).map_into_right_body(),
+        ));
+    }
     let is_problem = res
         .headers()
         .get(header::CONTENT_TYPE)

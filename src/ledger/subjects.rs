@@ -19,7 +19,7 @@ use crate::domain::phone::Phone;
 use crate::policy::{Moment, decide};
 use crate::store::audit::EventFilter;
 use crate::store::ledger::{self as rows, ErasureRecord};
-use crate::store::{DbConnection, IdempotencyRequest, Store, StoreError, Written};
+use crate::store::{DbConnection, IdempotencyRequest, Leftover, Store, StoreError, Written};
 
 /// The identifier of the export format.
 pub const EXPORT_FORMAT: &str = "consentgate.export/v1";
@@ -157,18 +157,54 @@ pub struct ErasureReceipt {
     /// Whether a suppression marker (a keyed hash only) was kept, so a stale
     /// import cannot re-add the number without fresh consent (policy).
     pub suppressed: bool,
+    /// What may still hold a copy of the destroyed (wrapped) data key and sealed
+    /// number in the database's own files, out of reach of any query, as of this
+    /// answer. Erasing again retries the cleanup and answers the receipt again.
+    pub residue: Residue,
     /// What was destroyed and what remains.
     pub summary: String,
 }
 
-impl From<&ErasureRecord> for ErasureReceipt {
-    fn from(r: &ErasureRecord) -> Self {
+/// What an erasure may leave in the database's files (SPEC section 6). Any copy
+/// is the wrapped data key and ciphertext, which open only with the master key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Residue {
+    /// Nothing: no file of the database holds a copy (SQLite: the write-ahead log
+    /// was checkpointed into the database, whose freed space is zeroed, and
+    /// truncated).
+    None,
+    /// SQLite: readers kept the write-ahead log from being truncated in time; old
+    /// copies of the deleted rows stay in the WAL file until a later checkpoint.
+    /// Erase again to retry.
+    WriteAheadLog,
+    /// PostgreSQL: deleted row versions stay in the table files until VACUUM
+    /// prunes them and new rows overwrite the space, and in WAL segments, WAL
+    /// archives and backups until those are recycled or expire (README, "What
+    /// stays in the database's files").
+    DeletedRowVersions,
+}
+
+impl From<Leftover> for Residue {
+    fn from(leftover: Leftover) -> Residue {
+        match leftover {
+            Leftover::Nothing => Residue::None,
+            Leftover::WriteAheadLog => Residue::WriteAheadLog,
+            Leftover::DeletedRowVersions => Residue::DeletedRowVersions,
+        }
+    }
+}
+
+impl ErasureReceipt {
+    /// The receipt of an erasure record, with what its cleanup left.
+    fn new(r: &ErasureRecord, residue: Residue) -> Self {
         ErasureReceipt {
             erasure_id: r.id,
             subject_id: r.subject_id,
             erased_at: r.erased_at,
             request_reference: r.request_reference.clone(),
             suppressed: r.suppress,
+            residue,
             summary: "the subject's data key, number, evidence and history were destroyed; the audit \
                       events stay (their personal fields are unreadable ciphertext) so the log still \
                       verifies"
@@ -253,8 +289,11 @@ impl Ledger {
 
     /// `POST /v1/subjects/erase`: in one transaction, destroys the subject's data
     /// key, number, facts and evidence, keeps a receipt (and a suppression marker
-    /// where the policy says so) and appends `subject.erased`. Erasing again
-    /// answers the first receipt. `NotFound` when nothing was ever held.
+    /// where the policy says so) and appends `subject.erased`; then clears what
+    /// the backend lets it clear of the deleted rows' copies in the database's
+    /// files, and says in the receipt what may remain. Erasing again (or replaying
+    /// the Idempotency-Key) answers the first receipt, with the cleanup retried and
+    /// `residue` as of now. `NotFound` when nothing was ever held.
     pub async fn erase_subject(
         &self,
         caller: &Caller,
@@ -265,6 +304,9 @@ impl Ledger {
         let business_id = caller.business_id;
         let pseudonym = self.keys.pseudonym_key(business_id).pseudonym(&phone);
         let suppress = caller.policy.suppress_on_erasure();
+        // Until the cleanup after the commit says otherwise, assume the worst: this
+        // is what an Idempotency-Key stores (a replay re-checks it, below).
+        let pending = self.worst_residue();
         let written = self
             .store
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
@@ -292,7 +334,7 @@ impl Ledger {
                         "facts_deleted": deleted,
                     }),
                 );
-                Ok((ErasureReceipt::from(&record), vec![event]))
+                Ok((ErasureReceipt::new(&record, pending), vec![event]))
             })
             .await;
         let written = match written {
@@ -302,14 +344,60 @@ impl Ledger {
                     .run(move |conn| rows::latest_erasure(conn, business_id, &pseudonym))
                     .await?
                     .ok_or(StoreError::NotFound)?;
-                return Ok(Written::Fresh(ErasureReceipt::from(&earlier)));
+                Written::Fresh(ErasureReceipt::new(&earlier, pending))
             }
             other => other?,
         };
-        // Deleted pages of SQLite's WAL still hold the old rows until a checkpoint
-        // copies them back (over zeroed pages, with secure_delete) and truncates it.
-        self.store.shred_wal().await;
-        Ok(written)
+        let residue = self.shred().await;
+        Ok(match written {
+            Written::Fresh(mut receipt) => {
+                receipt.residue = residue;
+                if residue == Residue::WriteAheadLog {
+                    tracing::warn!(
+                        %business_id,
+                        erasure_id = %receipt.erasure_id,
+                        "erasure committed, but the SQLite WAL could not be truncated in time: \
+                         the destroyed data key may remain in the WAL file until a later checkpoint"
+                    );
+                }
+                Written::Fresh(receipt)
+            }
+            Written::Replayed(mut first) => {
+                first.body = with_residue(&first.body, residue);
+                Written::Replayed(first)
+            }
+        })
+    }
+
+    /// What may remain when the cleanup has not run (or failed).
+    fn worst_residue(&self) -> Residue {
+        match self.store.backend() {
+            crate::store::Backend::Sqlite => Residue::WriteAheadLog,
+            crate::store::Backend::Postgres => Residue::DeletedRowVersions,
+        }
+    }
+
+    /// The cleanup after an erasure: what may remain of the deleted rows.
+    async fn shred(&self) -> Residue {
+        match self.store.shred_after_erasure().await {
+            Ok(leftover) => leftover.into(),
+            Err(e) => {
+                tracing::warn!(error = %e, "erasure committed, but the cleanup of the database files failed");
+                self.worst_residue()
+            }
+        }
+    }
+}
+
+/// A stored erasure receipt (an Idempotency-Key's first response) with `residue`
+/// as of now; any other body is returned as it was.
+fn with_residue(body: &str, residue: Residue) -> String {
+    match serde_json::from_str::<Value>(body) {
+        Ok(Value::Object(mut receipt)) if receipt.contains_key("residue") => {
+            receipt.insert("residue".to_owned(), json!(residue));
+            Value::Object(receipt).to_string()
+        }
+        _ => body.to_owned(),
     }
 }
 

@@ -20,7 +20,7 @@ pub mod schema;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
@@ -163,6 +163,56 @@ pub enum Written<T> {
     Replayed(ledger::IdempotentResponse),
 }
 
+/// How long a SQLite connection waits for a lock before giving up.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 5000;
+/// How long an erasure waits, at most, for SQLite's WAL to be truncated.
+pub const WAL_SHRED_WAIT: Duration = Duration::from_secs(3);
+/// How long one truncation attempt waits for readers to leave the WAL.
+const WAL_SHRED_ATTEMPT_MS: u32 = 100;
+
+/// What an erasure's deleted rows may still leave in the database's files, beyond
+/// the reach of any query. Whatever is left is the wrapped data key and
+/// ciphertext: it opens only with the master key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftover {
+    /// Nothing: SQLite's WAL was checkpointed into the database, whose freed space
+    /// `secure_delete` zeroes, and truncated.
+    Nothing,
+    /// SQLite: readers kept the WAL from being truncated within [`WAL_SHRED_WAIT`];
+    /// old page images stay in the WAL file until a later checkpoint truncates it
+    /// (erasing again retries).
+    WriteAheadLog,
+    /// PostgreSQL: deleted row versions stay in the table files until VACUUM prunes
+    /// them and new rows reuse the space, and in WAL segments, archives and backups
+    /// until those are recycled or expire. Only VACUUM FULL (an exclusive lock)
+    /// could rewrite the files, and nothing can rewrite WAL or backups.
+    DeletedRowVersions,
+}
+
+/// The result row of `PRAGMA wal_checkpoint`.
+#[derive(Debug, diesel::QueryableByName)]
+struct WalCheckpoint {
+    /// 1 when the checkpoint could not complete (a reader or writer was in the way).
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    busy: i32,
+    /// Frames in the WAL (-1 when not in WAL mode).
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    log: i32,
+    /// Frames copied back into the database.
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    checkpointed: i32,
+}
+
+impl WalCheckpoint {
+    fn completed(&self) -> bool {
+        self.busy == 0 && self.log == self.checkpointed
+    }
+}
+
+fn wal_checkpoint_truncate(conn: &mut DbConnection) -> Result<WalCheckpoint, StoreError> {
+    Ok(diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").get_result(conn)?)
+}
+
 /// Opens connections for the pool, for the backend the URL names.
 #[derive(Debug, Clone)]
 pub struct ConnectionManager {
@@ -186,7 +236,7 @@ impl r2d2::ManageConnection for ConnectionManager {
                 // synchronous=FULL because an acknowledged consent change must
                 // survive a power cut, not only a crash.
                 for pragma in [
-                    "PRAGMA busy_timeout = 5000;",
+                    &format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"),
                     "PRAGMA journal_mode = WAL;",
                     "PRAGMA synchronous = FULL;",
                     "PRAGMA foreign_keys = ON;",
@@ -470,27 +520,50 @@ impl Store {
         })
     }
 
-    /// After an erasure on SQLite: checkpoint the WAL into the database (whose
-    /// deleted pages secure_delete zeroed) and truncate it, so no copy of a
-    /// destroyed data key stays in the WAL file. A no-op on PostgreSQL. Best effort:
-    /// a busy checkpoint is retried by SQLite's own automatic checkpoints.
-    pub async fn shred_wal(&self) {
+    /// After an erasure: makes sure no copy of the deleted rows (the wrapped data
+    /// key, the sealed number) stays in the database's files where this backend can
+    /// prevent it, and says what may remain.
+    ///
+    /// SQLite: deleted rows live on in old page images in the WAL until a
+    /// checkpoint copies the newest pages back into the database (where
+    /// `secure_delete` zeroed the freed space) and the WAL is truncated. A
+    /// `wal_checkpoint(TRUNCATE)` cannot complete while a reader still uses the WAL,
+    /// so it is retried, each attempt waiting briefly and holding this process's
+    /// writers back only for that attempt, for at most [`WAL_SHRED_WAIT`]; its
+    /// result row (`busy`, `log`, `checkpointed`) says whether it completed.
+    ///
+    /// PostgreSQL: nothing here can remove them (see [`Leftover::DeletedRowVersions`]).
+    pub async fn shred_after_erasure(&self) -> Result<Leftover, StoreError> {
         if self.backend != Backend::Sqlite {
-            return;
+            return Ok(Leftover::DeletedRowVersions);
         }
         let lock = self.sqlite_writer.clone();
-        let result = self
-            .run(move |conn| {
-                let _guard = lock
-                    .as_ref()
-                    .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
-                conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE);")?;
-                Ok(())
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "WAL checkpoint after erasure failed");
-        }
+        self.run(move |conn| {
+            let deadline = Instant::now() + WAL_SHRED_WAIT;
+            let outcome = loop {
+                let attempt = {
+                    let _writers = lock
+                        .as_ref()
+                        .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
+                    conn.batch_execute(&format!("PRAGMA busy_timeout = {WAL_SHRED_ATTEMPT_MS};"))
+                        .map_err(StoreError::from)
+                        .and_then(|()| wal_checkpoint_truncate(conn))
+                };
+                match attempt {
+                    Ok(checkpoint) if checkpoint.completed() => break Ok(Leftover::Nothing),
+                    // Busy: a reader (or another process's writer) still uses the WAL.
+                    Ok(_) | Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Ok(_) | Err(StoreError::Unavailable(_)) => break Ok(Leftover::WriteAheadLog),
+                    Err(e) => break Err(e),
+                }
+            };
+            // The pool's connections wait for locks as long as ever.
+            conn.batch_execute(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"))?;
+            outcome
+        })
+        .await
     }
 
     /// A write transaction, serialised with this process's other SQLite writers.

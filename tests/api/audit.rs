@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::backend_tests;
-use crate::helpers::{Backend, BusinessFixture, TestApp, spawn_app_with};
+use crate::helpers::{BusinessFixture, TestApp};
+use crate::{backend_test_with, backend_tests};
 
 backend_tests!(
     verify_detects_a_changed_field_in_every_hashed_column,
@@ -33,6 +33,14 @@ backend_tests!(
     only_audit_read_keys_of_the_business_read_its_log,
     the_export_reverifies_offline_from_its_lines_alone,
     checkpoints_verify_with_the_published_key_and_documented_message,
+    a_query_value_that_does_not_parse_is_named_in_the_error,
+);
+backend_test_with!(checkpoints_are_made_every_n_events, |s| s
+    .checkpoint_every_events =
+    3);
+backend_test_with!(
+    checkpoints_are_made_periodically_for_chains_that_moved,
+    |s| s.checkpoint_interval_secs = 1
 );
 
 const SOURCE_URL: &str = "https://acme.example/signup?campaign=audit-probe";
@@ -811,9 +819,7 @@ async fn events_are_paged_by_cursor_and_filtered(app: TestApp) {
 
 /// SPEC section 5: validation errors carry `errors[] {field, message}`; a query
 /// value of the wrong type should name its parameter like every other 422 does.
-#[actix_web::test]
-async fn a_query_value_that_does_not_parse_is_named_in_the_error() {
-    let app = spawn_app_with(Backend::Sqlite, |_| {}).await.unwrap();
+async fn a_query_value_that_does_not_parse_is_named_in_the_error(app: TestApp) {
     let biz = app.create_business("Acme", "whatsapp-eu").await;
     for (query, field) in [
         ("limit=ten", "limit"),
@@ -1189,14 +1195,10 @@ async fn checkpoints_verify_with_the_published_key_and_documented_message(app: T
     );
 }
 
-// ---- automatic checkpoints (one backend is enough) -----------------------------------------
+// ---- automatic checkpoints ---------------------------------------------------------------
 
-#[actix_web::test]
-async fn checkpoints_are_made_every_n_events_and_periodically() {
-    // Every 3 events, in the writing transaction.
-    let app = spawn_app_with(Backend::Sqlite, |s| s.checkpoint_every_events = 3)
-        .await
-        .unwrap();
+/// Every 3 events, in the writing transaction.
+async fn checkpoints_are_made_every_n_events(app: TestApp) {
     let biz = app.create_business("Acme", "whatsapp-eu").await;
     for i in 0..5 {
         app.create_key(&biz.key, &format!("k{i}"), &["checks:read"])
@@ -1247,12 +1249,10 @@ async fn checkpoints_are_made_every_n_events_and_periodically() {
         Some(seqs.len() as u64),
         "verify compares every checkpoint: {report}"
     );
-    drop(app);
+}
 
-    // Every second, for the chains that moved.
-    let app = spawn_app_with(Backend::Sqlite, |s| s.checkpoint_interval_secs = 1)
-        .await
-        .unwrap();
+/// Every second, for the chains that moved.
+async fn checkpoints_are_made_periodically_for_chains_that_moved(app: TestApp) {
     let biz = app.create_business("Acme", "whatsapp-eu").await;
     app.create_key(&biz.key, "k", &["checks:read"]).await;
     let head = verify(&app, &biz.key).await["head"].clone();

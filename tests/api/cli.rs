@@ -124,9 +124,38 @@ fn bad_configuration_stops_start_up_naming_the_setting() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("CONSENTGATE_BIND"));
 }
 
-#[test]
-fn business_create_then_audit_verify_on_a_fresh_data_directory() {
-    let dir = tempfile::tempdir().unwrap();
+/// The same commands on each backend: SQLite is the embedded default of a fresh
+/// data directory; PostgreSQL comes from `DATABASE_URL`.
+mod sqlite {
+    #[test]
+    fn business_create_then_audit_verify_on_a_fresh_data_directory() {
+        super::business_create_then_audit_verify(crate::helpers::Backend::Sqlite);
+    }
+}
+
+mod postgres {
+    #[test]
+    fn business_create_then_audit_verify_on_a_fresh_data_directory() {
+        super::business_create_then_audit_verify(crate::helpers::Backend::Postgres);
+    }
+}
+
+fn business_create_then_audit_verify(backend: crate::helpers::Backend) {
+    let Some((_db, url, dir)) = crate::helpers::TestDb::create(backend) else {
+        return;
+    };
+    // PostgreSQL needs its keys from configuration (several nodes share them).
+    let master_key = consentgate::crypto::master_key::MasterKey::generate().to_base64();
+    let signing_key = consentgate::crypto::signing::SigningKey::generate().to_base64();
+    let consentgate = |dir: &std::path::Path| {
+        let mut cmd = consentgate(dir);
+        if let consentgate::store::DatabaseUrl::Postgres(url) = &url {
+            cmd.env("DATABASE_URL", url)
+                .env("CONSENTGATE_MASTER_KEY", &master_key)
+                .env("CONSENTGATE_SIGNING_KEY", &signing_key);
+        }
+        cmd
+    };
     let out = consentgate(dir.path())
         .args([
             "business",

@@ -2,14 +2,18 @@
 //! PostgreSQL whenever TEST_POSTGRES_URL is set (CI sets it and refuses to skip).
 //! One binary, to keep link time down.
 
+mod backends;
 mod helpers;
 
 mod audit;
 mod auth;
 mod chain;
 mod checks;
+mod claims;
 mod cli;
+mod decisions_api;
 mod errors;
+mod fail_closed;
 mod keys;
 mod layers;
 mod ledger;
@@ -17,6 +21,8 @@ mod migrations;
 mod openapi;
 mod ops;
 mod privacy;
+mod residue;
 mod retention;
+mod scopes;
 mod subjects;
 mod withdrawals;

@@ -14,8 +14,11 @@ use crate::ledger::subjects::ErasureReceipt;
 /// (crypto-shredding), its number, history and evidence deleted; the audit events
 /// stay and still verify, their personal fields now `[erased]`. Where the policy
 /// keeps one, a suppression marker (a keyed hash only) makes checks answer
-/// `suppressed` and refuses consent collected before the erasure. Erasing again
-/// answers the same receipt.
+/// `suppressed` and refuses consent collected before the erasure. The receipt's
+/// `residue` says what may still hold a copy of the destroyed data key in the
+/// database's files (`none`, `write_ahead_log`, `deleted_row_versions`). Erasing
+/// again answers the same receipt, with the file cleanup retried and `residue`
+/// as of then.
 #[utoipa::path(
     tag = "subjects",
     security(("api_key" = ["subjects:manage"])),
