@@ -8,6 +8,8 @@
 
 pub mod audit_view;
 pub mod check;
+pub mod console;
+pub mod preferences;
 pub mod record;
 pub mod retention;
 pub mod subjects;

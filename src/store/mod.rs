@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod migrations;
 pub(crate) mod rows;
 pub mod schema;
+pub mod web;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

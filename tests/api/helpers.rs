@@ -195,6 +195,8 @@ pub fn test_settings(database: DatabaseUrl, data_dir: &std::path::Path) -> Setti
         workers: Some(1),
         max_body_bytes: 64 * 1024,
         argon2_concurrency: 2,
+        public_url: None,
+        preference_posts_per_minute: 10,
     }
 }
 
