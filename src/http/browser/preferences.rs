@@ -319,6 +319,18 @@ async fn render(
         }
     };
     let blocked = views.iter().any(|v| v.reason == Reason::Blocked);
+    let mut views = views;
+    // The shipped categories in the order people care about; a policy's own after.
+    let rank = |name: &str| {
+        ["marketing", "utility", "authentication", "service"]
+            .iter()
+            .position(|n| *n == name)
+            .unwrap_or(4)
+    };
+    views.sort_by(|a, b| {
+        (rank(a.category.as_str()), a.category.as_str())
+            .cmp(&(rank(b.category.as_str()), b.category.as_str()))
+    });
     let categories = views
         .into_iter()
         .map(|v| {
