@@ -406,7 +406,7 @@ async fn a_post_without_a_valid_csrf_token_changes_nothing(app: TestApp) {
             "{}",
             refused.body
         );
-        assert_eq!(refused.header("content-security-policy").is_some(), true);
+        assert!(refused.header("content-security-policy").is_some());
     }
     assert_eq!(
         check(&app, &biz.key, "marketing").await["reason"],

@@ -140,7 +140,7 @@ pub async fn show_events(
     };
     let (filter, errors) = parse_filters(&values, t);
     let mut page = EventsPage {
-        layout: Layout::new(language, t.events_heading, "/console"),
+        layout: Layout::console(language, t.events_heading, "/console"),
         session: Some(session.header(&state, t)),
         section: "events",
         filters: values,
@@ -345,7 +345,7 @@ pub async fn show_verify(
     };
     let t = Texts::of(language);
     let page = VerifyPage {
-        layout: Layout::new(language, t.verify_heading, "/console/verify"),
+        layout: Layout::console(language, t.verify_heading, "/console/verify"),
         session: Some(session.header(&state, t)),
         section: "verify",
         result: None,
@@ -412,7 +412,7 @@ pub async fn verify_chain(
         ));
     }
     let page = VerifyPage {
-        layout: Layout::new(language, t.verify_heading, "/console/verify"),
+        layout: Layout::console(language, t.verify_heading, "/console/verify"),
         session: Some(session.header(&state, t)),
         section: "verify",
         result: Some(lines),
@@ -451,7 +451,7 @@ pub async fn show_checkpoints(
         }
     };
     let page = CheckpointsPage {
-        layout: Layout::new(language, t.checkpoints_heading, "/console/checkpoints"),
+        layout: Layout::console(language, t.checkpoints_heading, "/console/checkpoints"),
         session: Some(session.header(&state, t)),
         section: "checkpoints",
         algorithm: "Ed25519",
@@ -550,7 +550,7 @@ fn export_page(
 ) -> HttpResponse {
     let t = Texts::of(language);
     let page = ExportPage {
-        layout: Layout::new(language, t.export_heading, "/console/export"),
+        layout: Layout::console(language, t.export_heading, "/console/export"),
         session: Some(session.header(state, t)),
         section: "export",
         errors,
@@ -602,7 +602,7 @@ fn sign_in_page(
         None => (new_session_id().0, true),
     };
     let page = SignInPage {
-        layout: Layout::new(language, t.console_title, "/console"),
+        layout: Layout::console(language, t.console_title, "/console"),
         session: None,
         section: "sign-in",
         notice: notice.map(str::to_owned),

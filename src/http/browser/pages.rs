@@ -22,6 +22,8 @@ pub struct Layout {
     pub title: String,
     pub t: &'static Texts,
     pub languages: Vec<LanguageLink>,
+    /// The console's tables want the width; the preference page reads best narrow.
+    pub wide: bool,
 }
 
 impl Layout {
@@ -41,6 +43,15 @@ impl Layout {
                     current: l == language,
                 })
                 .collect(),
+            wide: false,
+        }
+    }
+
+    /// The frame of a console page.
+    pub fn console(language: Language, title: &str, path: &str) -> Layout {
+        Layout {
+            wide: true,
+            ..Layout::new(language, title, path)
         }
     }
 }
