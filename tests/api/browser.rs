@@ -377,14 +377,19 @@ async fn a_person_manages_consent_in_the_browser(app: TestApp) {
         .click()
         .await
         .unwrap();
+    // Chrome may show the file before it finished writing it: wait for a whole document.
     let file = browser.downloads.path().join("my-data.json");
-    let mut waited = 0;
-    while !file.is_file() && waited < 100 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        waited += 1;
+    let mut export = Value::Null;
+    for _ in 0..200 {
+        if let Some(parsed) = std::fs::read(&file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        {
+            export = parsed;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let export: Value =
-        serde_json::from_slice(&std::fs::read(&file).expect("the export was downloaded")).unwrap();
     assert_eq!(export["format"], "consentgate.export/v1");
     assert_eq!(export["subject"]["phone"], "+31624681357");
 
@@ -435,7 +440,16 @@ async fn a_person_manages_consent_in_the_browser(app: TestApp) {
             .contains("This link has expired")
     );
 
-    // A forged token: the same page.
+    // An expired link, and a forged token: the same page.
+    let (expired_id, expired) = app.preference_link(&biz.key, "+31 6 1357 2468").await;
+    crate::preferences::expire_link(&app, &expired_id).await;
+    browser.goto(&format!("{}{expired}", app.address)).await;
+    assert!(
+        browser
+            .text("#message-title")
+            .await
+            .contains("This link has expired")
+    );
     browser
         .goto(&format!("{}/p/cgp_{}", app.address, "x".repeat(43)))
         .await;

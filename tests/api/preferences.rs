@@ -433,26 +433,7 @@ async fn expired_revoked_forged_and_erased_links_look_the_same(app: TestApp) {
     )
     .await;
     let (expired_id, expired) = app.preference_link(&biz.key, "+31 6 5555 1111").await;
-    let expired_at = chrono::Utc::now().naive_utc() - chrono::Duration::minutes(1);
-    let sql = match app.store.backend() {
-        consentgate::store::Backend::Sqlite => {
-            "UPDATE preference_links SET expires_at = ? WHERE id = ?"
-        }
-        consentgate::store::Backend::Postgres => {
-            "UPDATE preference_links SET expires_at = $1 WHERE id = $2"
-        }
-    };
-    app.store
-        .run(move |conn| {
-            use diesel::RunQueryDsl;
-            diesel::sql_query(sql)
-                .bind::<diesel::sql_types::Timestamp, _>(expired_at)
-                .bind::<diesel::sql_types::Text, _>(expired_id)
-                .execute(conn)?;
-            Ok(())
-        })
-        .await
-        .unwrap();
+    expire_link(&app, &expired_id).await;
     let (_, erased) = app.preference_link(&biz.key, "+31 6 5555 2222").await;
     let res = app
         .post(
@@ -654,4 +635,29 @@ async fn no_token_number_or_address_reaches_a_log_line() {
     ] {
         assert!(!logs.contains(needle), "{needle:?} reached a log line");
     }
+}
+
+/// Moves a link's expiry into the past (the API cannot make one that short).
+pub async fn expire_link(app: &TestApp, id: &str) {
+    let id = id.to_owned();
+    let expired_at = chrono::Utc::now().naive_utc() - chrono::Duration::minutes(1);
+    let sql = match app.store.backend() {
+        consentgate::store::Backend::Sqlite => {
+            "UPDATE preference_links SET expires_at = ? WHERE id = ?"
+        }
+        consentgate::store::Backend::Postgres => {
+            "UPDATE preference_links SET expires_at = $1 WHERE id = $2"
+        }
+    };
+    app.store
+        .run(move |conn| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query(sql)
+                .bind::<diesel::sql_types::Timestamp, _>(expired_at)
+                .bind::<diesel::sql_types::Text, _>(id)
+                .execute(conn)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
 }
