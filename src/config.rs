@@ -81,6 +81,13 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Concurrent argon2 verifications (each costs ~19 MiB and ~20 ms of a core).
     pub argon2_concurrency: usize,
+    /// The address people and auditors reach this service at, e.g.
+    /// `https://consent.example.com` (preference links are built on it, and
+    /// its scheme decides whether cookies are `Secure`); default: the bound
+    /// address over http.
+    pub public_url: Option<String>,
+    /// Form posts one preference link may make per minute (its burst, too).
+    pub preference_posts_per_minute: u32,
 }
 
 /// A setting that is missing or wrong. `setting` is the environment variable name.
@@ -123,6 +130,8 @@ struct Raw {
     workers: Option<usize>,
     max_body_bytes: Option<usize>,
     argon2_concurrency: Option<usize>,
+    public_url: Option<String>,
+    preference_posts_per_minute: Option<u32>,
 }
 
 const SECRET_KEYS: [&str; 3] = ["master_key", "operator_token", "signing_key"];
@@ -287,6 +296,17 @@ impl Settings {
                 "must be between 1 and 64",
             ));
         }
+        let public_url = raw
+            .public_url
+            .map(|url| validate_public_url(&url))
+            .transpose()?;
+        let preference_posts_per_minute = raw.preference_posts_per_minute.unwrap_or(10);
+        if !(1..=10_000).contains(&preference_posts_per_minute) {
+            return Err(ConfigError::new(
+                "CONSENTGATE_PREFERENCE_POSTS_PER_MINUTE",
+                "must be between 1 and 10000",
+            ));
+        }
         let log_filter = raw.log.unwrap_or_else(|| "info".to_owned());
         tracing_subscriber::EnvFilter::try_new(&log_filter)
             .map_err(|e| ConfigError::new("CONSENTGATE_LOG", e.to_string()))?;
@@ -307,7 +327,32 @@ impl Settings {
             workers: raw.workers,
             max_body_bytes,
             argon2_concurrency,
+            public_url,
+            preference_posts_per_minute,
         })
+    }
+}
+
+/// An absolute http(s) base URL without query, fragment or trailing slash.
+fn validate_public_url(url: &str) -> Result<String, ConfigError> {
+    let url = url.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let ok = rest.is_some_and(|rest| {
+        let host = rest.split('/').next().unwrap_or_default();
+        !host.is_empty()
+            && !host.contains('@')
+            && !rest.contains(['?', '#'])
+            && !rest.chars().any(|c| c.is_whitespace() || c.is_control())
+    });
+    if ok {
+        Ok(url.to_owned())
+    } else {
+        Err(ConfigError::new(
+            "CONSENTGATE_PUBLIC_URL",
+            "must be an absolute http or https URL without credentials, query or fragment, e.g. https://consent.example.com",
+        ))
     }
 }
 
@@ -360,11 +405,31 @@ mod tests {
                 "CONSENTGATE_MASTER_KEY",
             ),
             (&[("colour", "blue")], "CONSENTGATE_COLOUR"),
+            (
+                &[("public_url", "consent.example.com")],
+                "CONSENTGATE_PUBLIC_URL",
+            ),
+            (&[("public_url", "https://a@b/")], "CONSENTGATE_PUBLIC_URL"),
+            (
+                &[("public_url", "https://x/?q=1")],
+                "CONSENTGATE_PUBLIC_URL",
+            ),
+            (
+                &[("preference_posts_per_minute", "0")],
+                "CONSENTGATE_PREFERENCE_POSTS_PER_MINUTE",
+            ),
         ];
         for (pairs, setting) in cases {
             let err = settings(pairs).expect_err(&format!("{pairs:?} must be refused"));
             assert_eq!(err.setting, *setting, "{pairs:?}: {err}");
         }
+    }
+
+    #[test]
+    fn the_public_url_loses_its_trailing_slash() {
+        let s = settings(&[("public_url", "https://consent.example.com/")]).unwrap();
+        assert_eq!(s.public_url.as_deref(), Some("https://consent.example.com"));
+        assert_eq!(settings(&[]).unwrap().public_url, None);
     }
 
     #[test]

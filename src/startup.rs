@@ -295,6 +295,7 @@ impl Application {
         } = prepared;
         let store = store.with_clock(clock);
         let policies = std::sync::Arc::new(policies);
+        let csrf = crate::crypto::web::CsrfKey::derive(&master_key);
         let ledger = web::Data::new(Ledger::new(
             store.clone(),
             std::sync::Arc::new(Keyring::new(master_key)),
@@ -334,6 +335,17 @@ impl Application {
         let policies = web::Data::from(policies);
         let metrics = web::Data::new(Metrics::default());
         let body_limit = BodyLimit(settings.max_body_bytes);
+        // Preference links are built on the public address; without one
+        // configured, the address this listener is bound to.
+        let public_url = settings
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}:{port}", settings.bind.ip()));
+        let web_state = web::Data::new(http::browser::WebState::new(
+            csrf,
+            public_url,
+            settings.preference_posts_per_minute,
+        ));
 
         let retention_ledger = ledger.clone().into_inner();
         let mut server = HttpServer::new(move || {
@@ -350,7 +362,9 @@ impl Application {
                 .app_data(yaml.clone())
                 .app_data(route_table.clone())
                 .app_data(body_limit)
+                .app_data(web_state.clone())
                 .app_data(extract::path_config())
+                .configure(http::browser::routes)
                 .default_service(web::to(http::fallback))
                 .wrap(ErrorHandlers::new().default_handler(observe::ensure_problem))
                 .wrap(from_fn(observe::observe))

@@ -25,6 +25,8 @@ pub enum EventType {
     SubjectExported,
     SubjectErased,
     RetentionPurge,
+    PreferenceLinkCreated,
+    PreferenceLinkRevoked,
 }
 
 impl EventType {
@@ -43,6 +45,8 @@ impl EventType {
             EventType::SubjectExported => "subject.exported",
             EventType::SubjectErased => "subject.erased",
             EventType::RetentionPurge => "retention.purge",
+            EventType::PreferenceLinkCreated => "preference_link.created",
+            EventType::PreferenceLinkRevoked => "preference_link.revoked",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod fingerprint;
 pub mod master_key;
 pub mod pseudonym;
 pub mod signing;
+pub mod web;
 
 use password_hash::rand_core::{OsRng, RngCore};
 

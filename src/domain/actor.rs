@@ -15,6 +15,8 @@ pub enum Actor {
     System,
     /// An API key of the business.
     Key(Uuid),
+    /// The person themselves, through their preference link (the link's id).
+    PreferenceLink(Uuid),
 }
 
 impl fmt::Display for Actor {
@@ -24,6 +26,7 @@ impl fmt::Display for Actor {
             Actor::Cli => f.write_str("cli"),
             Actor::System => f.write_str("system"),
             Actor::Key(id) => write!(f, "key:{id}"),
+            Actor::PreferenceLink(id) => write!(f, "link:{id}"),
         }
     }
 }
@@ -41,6 +44,10 @@ mod tests {
         assert_eq!(
             Actor::Key(id).to_string(),
             "key:00000000-0000-0000-0000-000000000000"
+        );
+        assert_eq!(
+            Actor::PreferenceLink(id).to_string(),
+            "link:00000000-0000-0000-0000-000000000000"
         );
     }
 }

@@ -3,6 +3,7 @@
 pub mod actor;
 pub mod evidence;
 pub mod history;
+pub mod language;
 pub mod phone;
 pub mod scope;
 pub mod time;

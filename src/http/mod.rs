@@ -3,6 +3,7 @@
 //! call the store's methods and `.await` their results.
 
 pub mod auth;
+pub mod browser;
 pub mod error;
 pub mod extract;
 pub mod handlers;
@@ -18,8 +19,8 @@ use self::error::ApiError;
 /// OpenAPI document sees it.
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     use handlers::{
-        audit, blocks, businesses, checks, inbound_messages, keys, ops, opt_ins, revocations,
-        subjects,
+        audit, blocks, businesses, checks, inbound_messages, keys, ops, opt_ins, preference_links,
+        revocations, subjects,
     };
     cfg.service(ops::health::check_health)
         .service(ops::ready::check_ready)
@@ -43,7 +44,9 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(audit::verify::verify_audit_chain)
         .service(audit::export::export_audit_events)
         .service(audit::checkpoints::list_audit_checkpoints)
-        .service(audit::checkpoints::create_audit_checkpoint);
+        .service(audit::checkpoints::create_audit_checkpoint)
+        .service(preference_links::create::create_preference_link)
+        .service(preference_links::revoke::revoke_preference_link);
 }
 
 /// Which methods each route pattern has, to answer 405 (with `Allow`) rather than

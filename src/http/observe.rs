@@ -170,11 +170,12 @@ pub fn ensure_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHand
             ServiceResponse::new(req, problem).map_into_right_body(),
         ));
     }
-    let is_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
-    if is_problem {
+    // Problem documents, and the HTML error pages of the browser-facing routes
+    // (`http::web`), are already what the client should see.
+    let is_rendered = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes() == PROBLEM_JSON.as_bytes() || v.as_bytes().starts_with(b"text/html")
+    });
+    if is_rendered {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let problem = actix_web::ResponseError::error_response(&ApiError::from_status(res.status()));

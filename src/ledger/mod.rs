@@ -9,6 +9,8 @@
 pub mod audit_view;
 pub mod check;
 pub mod projection;
+pub mod console;
+pub mod preferences;
 pub mod record;
 pub mod retention;
 pub mod subjects;

@@ -26,6 +26,8 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use serde::{Serialize, Serializer};
+
+use crate::domain::language::Language;
 use sha2::{Digest, Sha256};
 use toml::{Table, Value};
 
@@ -42,6 +44,8 @@ const CLOSED_WINDOW_DAYS: RangeInclusive<i64> = 1..=3650;
 // to about ten years in EU member states); twenty years is the typo bound.
 const REVOKED_EVIDENCE_DAYS: RangeInclusive<i64> = 1..=7300;
 const MAX_FRACTION_DIGITS: usize = 6;
+// A category's description is read by a person on a phone: a few sentences.
+const MAX_DESCRIPTION_CHARS: usize = 500;
 const MICROS_PER_UNIT: i64 = 1_000_000;
 
 /// One thing wrong with a policy file: which file, which field, what is wrong.
@@ -342,9 +346,20 @@ pub struct CategoryRules {
     double_opt_in: bool,
     free_in_window: bool,
     price: Option<PriceTable>,
+    /// What the category is for, in plain words, in every [`Language`].
+    descriptions: BTreeMap<Language, String>,
 }
 
 impl CategoryRules {
+    /// The plain-language description people read in the preference center
+    /// (every language is present: the loader refuses a policy without one).
+    pub fn description(&self, language: Language) -> &str {
+        self.descriptions
+            .get(&language)
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+
     /// Whether `basis` may allow the category.
     pub fn allows(&self, basis: AllowedBy) -> bool {
         match basis {
@@ -905,7 +920,13 @@ impl Checker<'_> {
         self.unknown_keys(
             table,
             path,
-            &["allowed_by", "double_opt_in", "free_in_window", "price"],
+            &[
+                "allowed_by",
+                "double_opt_in",
+                "free_in_window",
+                "price",
+                "description",
+            ],
         );
         let (mut by_opt_in, mut by_window) = (false, false);
         if let Some(items) = self.array(table, path, "allowed_by", true) {
@@ -965,13 +986,57 @@ impl Checker<'_> {
         let price = self
             .table(table, path, "price", false)
             .map(|p| self.price(p, &join(path, "price")));
+        let descriptions = self.descriptions(table, path);
         CategoryRules {
             by_opt_in,
             by_window,
             double_opt_in,
             free_in_window,
             price: price.flatten(),
+            descriptions,
         }
+    }
+
+    /// `[categories.<name>.description]`: what the category is for, in plain
+    /// words, in every language the preference center speaks (SPEC section 11). A
+    /// person deciding about a category must be able to read what it means, so a
+    /// missing language is a problem, not a fallback to English.
+    fn descriptions(&mut self, table: &Table, path: &str) -> BTreeMap<Language, String> {
+        let mut out = BTreeMap::new();
+        let codes: Vec<&str> = Language::ALL.iter().map(|l| l.code()).collect();
+        let Some(texts) = self.table(table, path, "description", true) else {
+            return out;
+        };
+        let path = join(path, "description");
+        self.unknown_keys(texts, &path, &codes);
+        for language in Language::ALL {
+            let field = join(&path, language.code());
+            let Some(value) = texts.get(language.code()) else {
+                self.problem(
+                    field,
+                    format!(
+                        "is required: every category needs a plain-language description in each of {}",
+                        codes.join(", ")
+                    ),
+                );
+                continue;
+            };
+            let Some(text) = self.expect_str(value, &field) else {
+                continue;
+            };
+            let text = text.trim();
+            if text.is_empty() {
+                self.problem(field, "must not be blank");
+            } else if text.chars().count() > MAX_DESCRIPTION_CHARS {
+                self.problem(
+                    field,
+                    format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+                );
+            } else {
+                out.insert(language, text.to_owned());
+            }
+        }
+        out
     }
 
     fn price(&mut self, table: &Table, path: &str) -> Option<PriceTable> {
@@ -1263,10 +1328,24 @@ currency = "EUR"
 amount = "0.0450"
 [categories.marketing.price.by_calling_code]
 "31" = "0.1597"
+[categories.marketing.description]
+en = "Offers and news."
+de = "Angebote und Neuigkeiten."
+nl = "Aanbiedingen en nieuws."
+it = "Offerte e novità."
+fr = "Offres et nouveautés."
+es = "Ofertas y novedades."
 
 [categories.service]
 allowed_by = ["window"]
 free_in_window = true
+[categories.service.description]
+en = "Replies to your messages."
+de = "Antworten auf Ihre Nachrichten."
+nl = "Antwoorden op uw berichten."
+it = "Risposte ai tuoi messaggi."
+fr = "Réponses à vos messages."
+es = "Respuestas a sus mensajes."
 "#;
 
     fn load(text: &str) -> Result<Policy, Vec<PolicyProblem>> {
@@ -1857,14 +1936,52 @@ free_in_window = true
 
     #[test]
     fn a_category_must_be_a_table() {
-        let text = VALID.replace(
-            "[categories.service]\nallowed_by = [\"window\"]\nfree_in_window = true\n",
-            "",
-        ) + "[categories]\nservice = \"window\"\n";
+        let cut = VALID.find("[categories.service]").unwrap();
+        let text = format!("{}[categories]\nservice = \"window\"\n", &VALID[..cut]);
         assert_problem(
             &text,
             "categories.service",
             "expected a table, found a string",
+        );
+    }
+
+    #[test]
+    fn every_category_describes_itself_in_every_language() {
+        let policy = valid();
+        let marketing = policy
+            .rules(&policy.category("marketing").unwrap())
+            .unwrap();
+        assert_eq!(
+            marketing.description(Language::De),
+            "Angebote und Neuigkeiten."
+        );
+        assert_eq!(marketing.description(Language::Es), "Ofertas y novedades.");
+
+        let without_dutch = VALID.replacen("nl = \"Aanbiedingen en nieuws.\"\n", "", 1);
+        assert_problem(
+            &without_dutch,
+            "categories.marketing.description.nl",
+            "is required: every category needs a plain-language description in each of en, de, nl, it, fr, es",
+        );
+        let blank = VALID.replacen("\"Réponses à vos messages.\"", "\"  \"", 1);
+        assert_problem(
+            &blank,
+            "categories.service.description.fr",
+            "must not be blank",
+        );
+        let unknown = VALID.replacen("es = \"Ofertas y novedades.\"", "es = \"x\"\npt = \"y\"", 1);
+        assert_problem(
+            &unknown,
+            "categories.marketing.description.pt",
+            "unknown key",
+        );
+        let long = VALID.replacen("\"Offers and news.\"", &format!("{:?}", "a".repeat(501)), 1);
+        assert_problem(&long, "categories.marketing.description.en", "at most 500");
+        let cut = VALID.find("[categories.service.description]").unwrap();
+        assert_problem(
+            &VALID[..cut],
+            "categories.service.description",
+            "is required",
         );
     }
 

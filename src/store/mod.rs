@@ -17,6 +17,7 @@ pub mod migrations;
 pub mod projection;
 pub(crate) mod rows;
 pub mod schema;
+pub mod web;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -112,6 +112,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     subjects,
     facts,
     idempotency_keys,
+    preference_links,
+    console_sessions,
 );
 
 diesel::table! {
@@ -136,3 +138,28 @@ diesel::table! {
         suppress -> Bool,
     }
 }
+
+diesel::table! {
+    preference_links (id) {
+        id -> Text,
+        business_id -> Text,
+        subject_id -> Text,
+        token_hash -> Binary,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    console_sessions (session_hash) {
+        session_hash -> Binary,
+        business_id -> Text,
+        key_id -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(preference_links -> subjects (subject_id));
+diesel::joinable!(preference_links -> businesses (business_id));

@@ -220,3 +220,32 @@ fn business_create_then_audit_verify(backend: crate::helpers::Backend) {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--policy"));
 }
+
+#[test]
+fn policy_check_names_a_category_description_missing_a_language() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("whatsapp-eu.toml");
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/policies/whatsapp-eu.toml"
+    ))
+    .unwrap();
+    let start = shipped.find("[categories.utility.description]").unwrap();
+    let nl = start + shipped[start..].find("\nnl = ").unwrap() + 1;
+    let end = nl + shipped[nl..].find('\n').unwrap() + 1;
+    std::fs::write(&file, format!("{}{}", &shipped[..nl], &shipped[end..])).unwrap();
+    let out = consentgate(dir.path())
+        .args(["policy", "check"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.lines().any(|l| l.starts_with(&format!(
+            "{}: categories.utility.description.nl: is required",
+            file.display()
+        ))),
+        "the file and the field are named:\n{stdout}"
+    );
+}

@@ -195,6 +195,8 @@ pub fn test_settings(database: DatabaseUrl, data_dir: &std::path::Path) -> Setti
         workers: Some(1),
         max_body_bytes: 64 * 1024,
         argon2_concurrency: 2,
+        public_url: None,
+        preference_posts_per_minute: 10,
     }
 }
 
@@ -380,5 +382,114 @@ impl TestApp {
     pub async fn audit_events(&self, business_id: &str) -> Vec<consentgate::audit::StoredEvent> {
         let id = uuid::Uuid::parse_str(business_id).unwrap();
         self.store.audit_events(id, 0, 1_000_000).await.unwrap()
+    }
+}
+
+/// An HTML page (or a download) as a browser would get it.
+#[derive(Debug)]
+pub struct Page {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    /// Every `Set-Cookie` value.
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The value a `Set-Cookie` of this response gives `name`.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.set_cookies().iter().find_map(|c| {
+            c.split(';')
+                .next()
+                .and_then(|pair| pair.split_once('='))
+                .filter(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_owned())
+        })
+    }
+
+    /// The first hidden CSRF token of the page's forms.
+    pub fn csrf(&self) -> String {
+        let marker = "name=\"csrf\" value=\"";
+        let start = self.body.find(marker).expect("the page has a form") + marker.len();
+        let end = self.body[start..].find('"').unwrap() + start;
+        self.body[start..end].to_owned()
+    }
+}
+
+impl TestApp {
+    /// An awc client that does not follow redirects (tests look at them).
+    fn browser_like(&self) -> awc::Client {
+        awc::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .disable_redirects()
+            .finish()
+    }
+
+    /// GET a page with extra headers (e.g. `accept-language`, `cookie`).
+    pub async fn page(&self, path: &str, headers: &[(&str, &str)]) -> Page {
+        let mut req = self.browser_like().get(format!("{}{path}", self.address));
+        for (name, value) in headers {
+            req = req.insert_header((*name, *value));
+        }
+        let mut res = req.send().await.expect("the request reaches the server");
+        let body = res.body().limit(16 * 1024 * 1024).await.unwrap();
+        Page {
+            status: res.status().as_u16(),
+            headers: res.headers().clone(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    /// POST a form with extra headers.
+    pub async fn submit(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Page {
+        let mut req = self.browser_like().post(format!("{}{path}", self.address));
+        for (name, value) in headers {
+            req = req.insert_header((*name, *value));
+        }
+        let mut res = req
+            .send_form(&fields.to_vec())
+            .await
+            .expect("the request reaches the server");
+        let body = res.body().limit(16 * 1024 * 1024).await.unwrap();
+        Page {
+            status: res.status().as_u16(),
+            headers: res.headers().clone(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    /// POST /v1/preference-links; panics unless 201. Returns (link id, path of the page).
+    pub async fn preference_link(&self, key: &str, phone: &str) -> (String, String) {
+        let res = self
+            .post(
+                "/v1/preference-links",
+                Some(key),
+                &serde_json::json!({"phone": phone}),
+            )
+            .await;
+        assert_eq!(res.status, 201, "{}", res.body);
+        let url = res.body["url"].as_str().unwrap();
+        let path = url
+            .strip_prefix(&self.address)
+            .expect("the link is built on the service's address")
+            .to_owned();
+        (res.body["id"].as_str().unwrap().to_owned(), path)
     }
 }

@@ -8,6 +8,7 @@ pub mod inbound_messages;
 pub mod keys;
 pub mod ops;
 pub mod opt_ins;
+pub mod preference_links;
 pub mod revocations;
 pub mod subjects;
 pub(crate) mod withdrawal;

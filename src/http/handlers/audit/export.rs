@@ -36,9 +36,25 @@ pub async fn export_audit_events(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::AuditRead)?;
     let (from, to) = check_range(query.0.from, query.0.to)?;
-    let business_id = principal.business_id;
-    let ledger = ledger.into_inner();
-    let pages = futures_util::stream::unfold(Some(0i64), move |after| {
+    Ok(HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .streaming(ndjson_stream(
+            ledger.into_inner(),
+            principal.business_id,
+            from,
+            to,
+        )))
+}
+
+/// The business's events in `[from, to)` as NDJSON chunks, a page at a time;
+/// also the auditor console's download.
+pub(crate) fn ndjson_stream(
+    ledger: std::sync::Arc<Ledger>,
+    business_id: uuid::Uuid,
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    to: Option<chrono::DateTime<chrono::Utc>>,
+) -> impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>> + 'static {
+    futures_util::stream::unfold(Some(0i64), move |after| {
         let ledger = ledger.clone();
         async move {
             let after = after?;
@@ -76,8 +92,5 @@ pub async fn export_audit_events(
                 }
             }
         }
-    });
-    Ok(HttpResponse::Ok()
-        .content_type("application/x-ndjson")
-        .streaming(pages))
+    })
 }
