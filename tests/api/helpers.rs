@@ -195,6 +195,7 @@ pub fn test_settings(database: DatabaseUrl, data_dir: &std::path::Path) -> Setti
         workers: Some(1),
         max_body_bytes: 64 * 1024,
         argon2_concurrency: 2,
+        rate_limits: Default::default(),
     }
 }
 

@@ -10,6 +10,7 @@ mod chain;
 mod checks;
 mod cli;
 mod errors;
+mod hostile;
 mod keys;
 mod layers;
 mod ledger;
