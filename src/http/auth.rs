@@ -120,12 +120,7 @@ impl Authenticator {
             store,
             hasher,
             dummy_tag: crate::crypto::random_bytes(),
-            legacy: LegacyArgon2 {
-                permits: Arc::new(Semaphore::new(limits.permits)),
-                waiting: AtomicUsize::new(0),
-                max_waiting: limits.max_waiting,
-                buffers: Arc::new(Mutex::new(Vec::new())),
-            },
+            legacy: LegacyArgon2::new(limits),
         }
     }
 
@@ -194,6 +189,15 @@ impl Authenticator {
 }
 
 impl LegacyArgon2 {
+    fn new(limits: AuthLimits) -> LegacyArgon2 {
+        LegacyArgon2 {
+            permits: Arc::new(Semaphore::new(limits.permits)),
+            waiting: AtomicUsize::new(0),
+            max_waiting: limits.max_waiting,
+            buffers: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
     /// One argon2 verification, at most `permits` at a time, refusing at once when
     /// too many are queued. The permit is owned by the blocking task.
     async fn verify(&self, secret: api_key::Secret, phc: String) -> Result<bool, ApiError> {
@@ -331,5 +335,92 @@ impl FromRequest for Operator {
         } else {
             Err(throttle.after_failure(client))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
+
+    use super::*;
+
+    /// A legacy hash heavy enough (64 MiB, t=3) to still be running when the
+    /// request that started it is gone.
+    fn slow_phc(secret: &api_key::Secret) -> String {
+        let salt = password_hash::SaltString::generate(&mut password_hash::rand_core::OsRng);
+        Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(65_536, 3, 1, None).unwrap(),
+        )
+        .hash_password(secret.expose().as_bytes(), &salt)
+        .unwrap()
+        .to_string()
+    }
+
+    #[actix_web::test]
+    async fn a_dropped_request_does_not_release_the_argon2_permit_while_the_hash_runs() {
+        let legacy = LegacyArgon2::new(AuthLimits {
+            permits: 1,
+            max_waiting: 4,
+        });
+        let secret = api_key::Secret::generate();
+        let phc = slow_phc(&secret);
+        // The client goes away 1 ms in: the request future is dropped.
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(1), legacy.verify(secret, phc)).await;
+        assert!(abandoned.is_err(), "the hash takes longer than 1 ms");
+        assert_eq!(
+            legacy.permits.available_permits(),
+            0,
+            "the blocking task still runs and still holds the permit"
+        );
+        let mut released = false;
+        for _ in 0..500 {
+            if legacy.permits.available_permits() == 1 {
+                released = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(released, "released when the hash is done");
+        assert_eq!(legacy.waiting.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            legacy.buffers.lock().unwrap().len(),
+            1,
+            "the working buffer is kept for the next verification"
+        );
+    }
+
+    #[actix_web::test]
+    async fn too_many_waiting_legacy_verifications_are_refused_at_once() {
+        let legacy = Arc::new(LegacyArgon2::new(AuthLimits {
+            permits: 1,
+            max_waiting: 1,
+        }));
+        let secret = api_key::Secret::generate();
+        let phc = slow_phc(&secret);
+        let first = {
+            let (legacy, phc) = (legacy.clone(), phc.clone());
+            actix_web::rt::spawn(async move { legacy.verify(secret, phc).await })
+        };
+        // Let the first take the permit, then a second waits, then a third is 429.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let second = {
+            let (legacy, phc) = (legacy.clone(), phc.clone());
+            actix_web::rt::spawn(
+                async move { legacy.verify(api_key::Secret::generate(), phc).await },
+            )
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let third = legacy.verify(api_key::Secret::generate(), phc).await;
+        assert!(
+            matches!(third, Err(ApiError::RateLimited { .. })),
+            "{third:?}"
+        );
+        assert!(first.await.unwrap().unwrap(), "the right secret verifies");
+        assert!(!second.await.unwrap().unwrap(), "a wrong one does not");
     }
 }
