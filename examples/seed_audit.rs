@@ -18,7 +18,9 @@ fn main() {
     let settings = Settings::from_env().expect("configuration");
     let prepared = startup::prepare(&settings).expect("store");
     let store = prepared.store;
-    let (business, key, _) = Business::new_with_first_key("bench".into(), "whatsapp-eu".into());
+    let hasher = consentgate::crypto::api_key::SecretHasher::derive(&prepared.master_key);
+    let (business, key, _) =
+        Business::new_with_first_key(&hasher, "bench".into(), "whatsapp-eu".into());
     let mut conn = store.conn().expect("connection");
     store
         .create_business_blocking(&mut conn, &business, &key, Actor::Cli)

@@ -201,7 +201,11 @@ fn execute(command: Command) -> Result<ExitCode, String> {
                     known.join(", ")
                 ));
             }
-            let (business, key, secret) = Business::new_with_first_key(name, policy);
+            let (business, key, secret) = Business::new_with_first_key(
+                &crate::crypto::api_key::SecretHasher::derive(&prepared.master_key),
+                name,
+                policy,
+            );
             let store = &prepared.store;
             let mut conn = store.conn().map_err(|e| e.to_string())?;
             store
@@ -222,7 +226,8 @@ fn execute(command: Command) -> Result<ExitCode, String> {
             let name = crate::http::handlers::display_name("--name", &name, 100)
                 .map_err(|e| format!("{}: {}", e.field, e.message))?;
             let scopes = Scopes::new(scopes).ok_or("--scopes: name at least one scope")?;
-            let (key, secret) = NewApiKey::mint(business, name, scopes);
+            let hasher = crate::crypto::api_key::SecretHasher::derive(&prepared.master_key);
+            let (key, secret) = NewApiKey::mint(&hasher, business, name, scopes);
             let store = &prepared.store;
             let mut conn = store.conn().map_err(|e| e.to_string())?;
             store

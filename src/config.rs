@@ -4,7 +4,7 @@
 //! names the setting (never the secret value). No global statics: the settings are
 //! passed down.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -79,7 +79,8 @@ pub struct Settings {
     pub workers: Option<usize>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
-    /// Concurrent argon2 verifications (each costs ~19 MiB and ~20 ms of a core).
+    /// Concurrent argon2 verifications of *legacy* key hashes (each ~19 MiB and
+    /// ~20 ms of a core); new keys use an HMAC and need none.
     pub argon2_concurrency: usize,
     /// The address people and auditors reach this service at, e.g.
     /// `https://consent.example.com` (preference links are built on it, and
@@ -88,6 +89,99 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Form posts one preference link may make per minute (its burst, too).
     pub preference_posts_per_minute: u32,
+    /// Rate limits and whose `X-Forwarded-For` to believe.
+    pub rate_limits: RateLimits,
+}
+
+/// A token bucket: `rate` tokens come back per `period`, at most `burst` saved up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateQuota {
+    pub rate: u32,
+    pub burst: u32,
+}
+
+/// Rate limits (README "Rate limits"). Requests are counted per client address
+/// before authentication and per API key after it; failed authentications are
+/// counted again per address against a much smaller quota.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Authenticated requests per second per API key
+    /// (`CONSENTGATE_RATE_LIMIT_KEY_PER_SEC`, `..._KEY_BURST`).
+    pub per_key: RateQuota,
+    /// Requests to authenticated endpoints per second per client address, before
+    /// authentication (`CONSENTGATE_RATE_LIMIT_ADDRESS_PER_SEC`, `..._ADDRESS_BURST`).
+    pub per_address: RateQuota,
+    /// Failed authentications per *minute* per client address; past it the address
+    /// is refused before authentication until the quota allows one more
+    /// (`CONSENTGATE_RATE_LIMIT_AUTH_FAILURES_PER_MIN`, `..._AUTH_FAILURES_BURST`).
+    pub auth_failures: RateQuota,
+    /// Proxies whose `X-Forwarded-For` names the client
+    /// (`CONSENTGATE_TRUSTED_PROXIES`); empty (the default): the header is ignored.
+    pub trusted_proxies: TrustedProxies,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            per_key: RateQuota {
+                rate: 10_000,
+                burst: 20_000,
+            },
+            per_address: RateQuota {
+                rate: 20_000,
+                burst: 40_000,
+            },
+            auth_failures: RateQuota {
+                rate: 30,
+                burst: 10,
+            },
+            trusted_proxies: TrustedProxies::default(),
+        }
+    }
+}
+
+/// A list of addresses or CIDR networks (`10.0.0.1`, `10.0.0.0/8`, `fd00::/8`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+
+impl TrustedProxies {
+    /// Parses a comma-separated list; `None` names nothing that parses.
+    pub fn parse(text: &str) -> Option<TrustedProxies> {
+        let mut nets = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (addr, prefix) = match item.split_once('/') {
+                Some((addr, prefix)) => (addr.parse::<IpAddr>().ok()?, prefix.parse().ok()?),
+                None => {
+                    let addr = item.parse::<IpAddr>().ok()?;
+                    (addr, if addr.is_ipv4() { 32 } else { 128 })
+                }
+            };
+            if prefix > if addr.is_ipv4() { 32 } else { 128 } {
+                return None;
+            }
+            nets.push((addr, prefix));
+        }
+        Some(TrustedProxies(nets))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `addr` is one of the trusted proxies.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        self.0.iter().any(|&(net, prefix)| match (net, addr) {
+            (IpAddr::V4(net), IpAddr::V4(addr)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(addr) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(addr)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(addr) & mask
+            }
+            _ => false,
+        })
+    }
 }
 
 /// A setting that is missing or wrong. `setting` is the environment variable name.
@@ -132,6 +226,88 @@ struct Raw {
     argon2_concurrency: Option<usize>,
     public_url: Option<String>,
     preference_posts_per_minute: Option<u32>,
+    rate_limit_key_per_sec: Option<u32>,
+    rate_limit_key_burst: Option<u32>,
+    rate_limit_address_per_sec: Option<u32>,
+    rate_limit_address_burst: Option<u32>,
+    rate_limit_auth_failures_per_min: Option<u32>,
+    rate_limit_auth_failures_burst: Option<u32>,
+    trusted_proxies: Option<String>,
+}
+
+/// One rate-limit setting: the default when unset, else within `1..=max`.
+fn quota_part(value: Option<u32>, default: u32, max: u32, key: &str) -> Result<u32, ConfigError> {
+    let value = value.unwrap_or(default);
+    if (1..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::new(
+            &env_name(key),
+            format!("must be between 1 and {max}"),
+        ))
+    }
+}
+
+impl RateLimits {
+    fn from_raw(raw: &Raw) -> Result<RateLimits, ConfigError> {
+        let d = RateLimits::default();
+        const MAX: u32 = 10_000_000;
+        let trusted_proxies = match raw.trusted_proxies.as_deref() {
+            None => TrustedProxies::default(),
+            Some(text) => TrustedProxies::parse(text).ok_or_else(|| {
+                ConfigError::new(
+                    "CONSENTGATE_TRUSTED_PROXIES",
+                    "expected a comma-separated list of addresses or CIDR networks, \
+                     e.g. 10.0.0.1,10.1.0.0/16",
+                )
+            })?,
+        };
+        Ok(RateLimits {
+            per_key: RateQuota {
+                rate: quota_part(
+                    raw.rate_limit_key_per_sec,
+                    d.per_key.rate,
+                    MAX,
+                    "rate_limit_key_per_sec",
+                )?,
+                burst: quota_part(
+                    raw.rate_limit_key_burst,
+                    d.per_key.burst,
+                    MAX,
+                    "rate_limit_key_burst",
+                )?,
+            },
+            per_address: RateQuota {
+                rate: quota_part(
+                    raw.rate_limit_address_per_sec,
+                    d.per_address.rate,
+                    MAX,
+                    "rate_limit_address_per_sec",
+                )?,
+                burst: quota_part(
+                    raw.rate_limit_address_burst,
+                    d.per_address.burst,
+                    MAX,
+                    "rate_limit_address_burst",
+                )?,
+            },
+            auth_failures: RateQuota {
+                rate: quota_part(
+                    raw.rate_limit_auth_failures_per_min,
+                    d.auth_failures.rate,
+                    1_000_000,
+                    "rate_limit_auth_failures_per_min",
+                )?,
+                burst: quota_part(
+                    raw.rate_limit_auth_failures_burst,
+                    d.auth_failures.burst,
+                    1_000_000,
+                    "rate_limit_auth_failures_burst",
+                )?,
+            },
+            trusted_proxies,
+        })
+    }
 }
 
 const SECRET_KEYS: [&str; 3] = ["master_key", "operator_token", "signing_key"];
@@ -179,6 +355,7 @@ impl Settings {
     }
 
     fn validate(raw: Raw) -> Result<Settings, ConfigError> {
+        let rate_limits = RateLimits::from_raw(&raw)?;
         let bind = raw
             .bind
             .as_deref()
@@ -329,6 +506,7 @@ impl Settings {
             argon2_concurrency,
             public_url,
             preference_posts_per_minute,
+            rate_limits,
         })
     }
 }
@@ -418,6 +596,26 @@ mod tests {
                 &[("preference_posts_per_minute", "0")],
                 "CONSENTGATE_PREFERENCE_POSTS_PER_MINUTE",
             ),
+            (
+                &[("rate_limit_key_per_sec", "0")],
+                "CONSENTGATE_RATE_LIMIT_KEY_PER_SEC",
+            ),
+            (
+                &[("rate_limit_address_burst", "lots")],
+                "CONSENTGATE_RATE_LIMIT_ADDRESS_BURST",
+            ),
+            (
+                &[("rate_limit_auth_failures_per_min", "0")],
+                "CONSENTGATE_RATE_LIMIT_AUTH_FAILURES_PER_MIN",
+            ),
+            (
+                &[("trusted_proxies", "10.0.0.0/33")],
+                "CONSENTGATE_TRUSTED_PROXIES",
+            ),
+            (
+                &[("trusted_proxies", "proxy.internal")],
+                "CONSENTGATE_TRUSTED_PROXIES",
+            ),
         ];
         for (pairs, setting) in cases {
             let err = settings(pairs).expect_err(&format!("{pairs:?} must be refused"));
@@ -430,6 +628,39 @@ mod tests {
         let s = settings(&[("public_url", "https://consent.example.com/")]).unwrap();
         assert_eq!(s.public_url.as_deref(), Some("https://consent.example.com"));
         assert_eq!(settings(&[]).unwrap().public_url, None);
+    }
+
+    #[test]
+    fn rate_limits_default_to_the_documented_values_and_can_be_set() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.rate_limits, RateLimits::default());
+        assert!(
+            s.rate_limits.trusted_proxies.is_empty(),
+            "XFF off by default"
+        );
+        let s = Settings::from_figment(
+            Figment::new()
+                .merge(Serialized::default("rate_limit_key_per_sec", 5))
+                .merge(Serialized::default("rate_limit_auth_failures_burst", 3))
+                .merge(Serialized::default(
+                    "trusted_proxies",
+                    "127.0.0.1, 10.0.0.0/8,fd00::/8",
+                )),
+        )
+        .unwrap();
+        assert_eq!(s.rate_limits.per_key.rate, 5);
+        assert_eq!(s.rate_limits.auth_failures.burst, 3);
+        let trusted = &s.rate_limits.trusted_proxies;
+        for (addr, expected) in [
+            ("127.0.0.1", true),
+            ("127.0.0.2", false),
+            ("10.200.3.4", true),
+            ("11.0.0.1", false),
+            ("fd12::1", true),
+            ("fe80::1", false),
+        ] {
+            assert_eq!(trusted.contains(addr.parse().unwrap()), expected, "{addr}");
+        }
     }
 
     #[test]

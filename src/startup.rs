@@ -19,6 +19,7 @@ use crate::http::auth::{AuthLimits, Authenticator, OperatorToken};
 use crate::http::extract::{self, BodyLimit};
 use crate::http::handlers::ops::openapi::OpenApiYaml;
 use crate::http::observe::{self, Metrics};
+use crate::http::throttle::{self, Throttle};
 use crate::http::{self, RouteTable, openapi};
 use crate::ledger::{Keyring, Ledger};
 use crate::policy::{PolicyProblem, PolicySet};
@@ -296,6 +297,7 @@ impl Application {
         let store = store.with_clock(clock);
         let policies = std::sync::Arc::new(policies);
         let csrf = crate::crypto::web::CsrfKey::derive(&master_key);
+        let hasher = crate::crypto::api_key::SecretHasher::derive(&master_key);
         let ledger = web::Data::new(Ledger::new(
             store.clone(),
             std::sync::Arc::new(Keyring::new(master_key)),
@@ -322,14 +324,8 @@ impl Application {
             permits: settings.argon2_concurrency,
             max_waiting: settings.argon2_concurrency * 16,
         };
-        let authenticator = {
-            let store = store.clone();
-            web::Data::new(
-                tokio::task::spawn_blocking(move || Authenticator::new(store, limits))
-                    .await
-                    .expect("authenticator set-up does not panic"),
-            )
-        };
+        let authenticator = web::Data::new(Authenticator::new(store.clone(), hasher, limits));
+        let throttle = web::Data::new(Throttle::new(&settings.rate_limits));
         let store_data = web::Data::new(store.clone());
         let operator = web::Data::new(OperatorToken::new(&operator_token));
         let policies = web::Data::from(policies);
@@ -348,6 +344,7 @@ impl Application {
         ));
 
         let retention_ledger = ledger.clone().into_inner();
+        throttle::spawn_housekeeping(throttle.clone().into_inner());
         let mut server = HttpServer::new(move || {
             let (app, _) = App::new()
                 .into_utoipa_app()
@@ -355,6 +352,7 @@ impl Application {
                 .split_for_parts();
             app.app_data(store_data.clone())
                 .app_data(authenticator.clone())
+                .app_data(throttle.clone())
                 .app_data(operator.clone())
                 .app_data(policies.clone())
                 .app_data(ledger.clone())

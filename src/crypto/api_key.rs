@@ -2,20 +2,45 @@
 //!
 //! Token format: `cg_<key id: 32 lowercase hex>_<secret: 43 chars base64url>`.
 //! The id lets the service find the row by primary key without scanning; the
-//! secret is 256 random bits, of which only an argon2id hash is stored (OWASP
-//! parameters, m=19456 KiB, t=2, p=1: the argon2 crate's defaults). A token is
-//! checked for shape before anything else, so garbage costs nothing.
+//! secret is 256 random bits. A token is checked for shape before anything else,
+//! so garbage costs nothing.
+//!
+//! # What is stored: a keyed hash, not a password hash
+//! A slow password hash (argon2) exists to make guessing a *human-chosen* secret
+//! expensive. Our secrets are 256 random bits: nobody can enumerate them, so
+//! argon2 bought nothing but ~20 ms and 19 MiB per check, which a flood of wrong
+//! keys turned into a denial of service. As crates.io and GitHub do for their
+//! tokens, the row holds a keyed SHA-256 instead:
+//!
+//! `hmac-sha256$<base64 (standard, unpadded) of HMAC-SHA256(K, key id || secret)>`
+//!
+//! where `K` is derived from the master key with HKDF-SHA256
+//! (`info = "consentgate/v1/api-key-secret"`), like every other derived key. The
+//! key id (its 16 bytes) is inside the MAC, so a hash copied onto another key's row
+//! verifies nothing. A copy of the database alone does not even allow an offline
+//! check of a guessed secret: that needs the master key too. Verification is one
+//! HMAC and a constant-time comparison (`subtle`): microseconds.
+//!
+//! # Legacy argon2id hashes
+//! Rows written before this scheme hold an argon2id PHC string (`$argon2id$...`) in
+//! the same column. They still verify ([`verify_argon2`]), with bounded memory, and
+//! the authenticator replaces them by the HMAC form on their next successful use.
+//! A stored value in neither form verifies nothing.
 
 use std::fmt;
 
-use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use password_hash::SaltString;
-use password_hash::rand_core::OsRng;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use password_hash::PasswordHash;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
 use uuid::Uuid;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use super::master_key::MasterKey;
 const PREFIX: &str = "cg_";
 const ID_LEN: usize = 32;
 const SECRET_LEN: usize = 43;
@@ -85,32 +110,134 @@ pub fn format_token(key_id: Uuid, secret: &Secret) -> String {
     format!("{PREFIX}{}_{}", key_id.simple(), secret.expose())
 }
 
-/// argon2id PHC string of a secret. Costs about 20 ms and 19 MiB: call it off the
-/// async executor.
-pub fn hash_secret(secret: &Secret) -> String {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(secret.expose().as_bytes(), &salt)
-        .expect("argon2 with default parameters cannot fail on a 43-byte input")
-        .to_string()
+/// The text form's algorithm prefix.
+pub const HMAC_PREFIX: &str = "hmac-sha256$";
+/// HKDF `info` of the secret-hashing key. Versioned: a future scheme derives an
+/// unrelated key (and would name itself with another prefix).
+const HKDF_INFO: &[u8] = b"consentgate/v1/api-key-secret";
+/// The largest argon2 memory cost a legacy hash may ask for (KiB): ours use
+/// 19456; anything far above is not one of ours and would let a tampered row make
+/// every verification allocate without bound.
+const LEGACY_MAX_M_COST: u32 = 65_536;
+const LEGACY_MAX_T_COST: u32 = 16;
+
+/// The key API secrets are hashed under, derived from the master key. Zeroized on
+/// drop; `Debug` prints no key material.
+pub struct SecretHasher {
+    key: Zeroizing<[u8; 32]>,
 }
 
-/// Checks a secret against a stored PHC string in constant time (argon2's own
-/// comparison). A malformed stored hash verifies nothing.
-pub fn verify_secret(secret: &Secret, phc: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(secret.expose().as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
+impl fmt::Debug for SecretHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretHasher([redacted])")
     }
 }
 
-/// A hash of a secret nobody has, with the same parameters as real ones: verified
-/// against when a key id is unknown, so an unknown id costs what a wrong secret
-/// costs and the timing says nothing about which ids exist.
-pub fn dummy_hash() -> String {
-    hash_secret(&Secret::generate())
+impl SecretHasher {
+    /// Derives the secret-hashing key (deterministic: every node derives the same
+    /// key from the same master key, so any node verifies any key).
+    pub fn derive(master: &MasterKey) -> SecretHasher {
+        // No salt: the master key is already uniformly random (RFC 5869, 3.1).
+        let mut key = Zeroizing::new([0u8; 32]);
+        Hkdf::<Sha256>::new(None, master.expose())
+            .expand(HKDF_INFO, key.as_mut_slice())
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        SecretHasher { key }
+    }
+
+    /// The raw tag of a secret for a key id.
+    pub fn tag(&self, key_id: Uuid, secret: &Secret) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.key.as_slice())
+            .expect("HMAC accepts a 32-byte key");
+        mac.update(key_id.as_bytes());
+        mac.update(secret.expose().as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The stored text form: `hmac-sha256$<base64>`.
+    pub fn hash(&self, key_id: Uuid, secret: &Secret) -> String {
+        format!(
+            "{HMAC_PREFIX}{}",
+            STANDARD_NO_PAD.encode(self.tag(key_id, secret))
+        )
+    }
+
+    /// Whether `secret` is the one `expected` was made from, in constant time.
+    /// Costs the same whatever `expected` is, so a dummy tag (unknown key id) and
+    /// a real one (wrong secret) cannot be told apart by timing.
+    pub fn verify_tag(&self, key_id: Uuid, secret: &Secret, expected: &[u8; 32]) -> bool {
+        self.tag(key_id, secret).ct_eq(expected).into()
+    }
+}
+
+/// The stored form of a secret's hash, recognised by its prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredHash<'a> {
+    /// `hmac-sha256$...`: the current form.
+    Hmac([u8; 32]),
+    /// An argon2 PHC string (`$argon2id$...`): the legacy form.
+    Argon2(&'a str),
+    /// Anything else (a corrupt row): verifies nothing.
+    Unknown,
+}
+
+impl<'a> StoredHash<'a> {
+    pub fn parse(stored: &'a str) -> StoredHash<'a> {
+        if let Some(b64) = stored.strip_prefix(HMAC_PREFIX) {
+            let mut tag = [0u8; 32];
+            return match STANDARD_NO_PAD.decode_slice(b64, &mut tag) {
+                Ok(32) => StoredHash::Hmac(tag),
+                _ => StoredHash::Unknown,
+            };
+        }
+        if stored.starts_with("$argon2") {
+            StoredHash::Argon2(stored)
+        } else {
+            StoredHash::Unknown
+        }
+    }
+}
+
+/// Checks a secret against a legacy argon2 PHC string, with argon2's working memory
+/// taken from (and left in) `memory` instead of a fresh ~19 MiB allocation per call:
+/// the caller keeps one buffer per concurrent verification, so memory stays bounded
+/// however many wrong secrets arrive. Constant-time comparison; a malformed or
+/// oversized stored hash verifies nothing. Blocking (~20 ms): off the executor.
+pub fn verify_argon2(secret: &Secret, phc: &str, memory: &mut Vec<Block>) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        Algorithm::try_from(parsed.algorithm),
+        Params::try_from(&parsed),
+    ) else {
+        return false;
+    };
+    if params.m_cost() > LEGACY_MAX_M_COST || params.t_cost() > LEGACY_MAX_T_COST {
+        return false;
+    }
+    let version = match parsed.version.map(Version::try_from).transpose() {
+        Ok(version) => version.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let mut salt_bytes = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_bytes) else {
+        return false;
+    };
+    if memory.len() < params.block_count() {
+        memory.resize(params.block_count(), Block::default());
+    }
+    let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+    let hashed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        secret.expose().as_bytes(),
+        salt,
+        &mut out,
+        memory.as_mut_slice(),
+    );
+    hashed.is_ok() && bool::from(out.as_slice().ct_eq(expected.as_bytes()))
 }
 
 #[cfg(test)]
@@ -152,14 +279,84 @@ mod tests {
         }
     }
 
+    fn hasher() -> SecretHasher {
+        SecretHasher::derive(&MasterKey::generate())
+    }
+
     #[test]
-    fn verify_accepts_the_secret_and_rejects_others() {
+    fn the_hmac_form_verifies_the_secret_and_nothing_else() {
+        let hasher = hasher();
+        let (id, secret) = (Uuid::now_v7(), Secret::generate());
+        let stored = hasher.hash(id, &secret);
+        assert!(stored.starts_with("hmac-sha256$"), "{stored}");
+        assert_eq!(stored.len(), HMAC_PREFIX.len() + 43);
+        let StoredHash::Hmac(tag) = StoredHash::parse(&stored) else {
+            panic!("own form parses: {stored}");
+        };
+        assert!(hasher.verify_tag(id, &secret, &tag));
+        assert!(
+            !hasher.verify_tag(id, &Secret::generate(), &tag),
+            "wrong secret"
+        );
+        assert!(
+            !hasher.verify_tag(Uuid::now_v7(), &secret, &tag),
+            "other key id"
+        );
+        let other_master = self::hasher();
+        assert!(
+            !other_master.verify_tag(id, &secret, &tag),
+            "the tag depends on the master key"
+        );
+    }
+
+    #[test]
+    fn stored_forms_are_recognised_by_prefix() {
+        let cases = [
+            ("hmac-sha256$short", "truncated tag"),
+            ("hmac-sha256$!!!!", "not base64"),
+            ("", "empty"),
+            ("plaintext-secret", "no known prefix"),
+        ];
+        for (stored, why) in cases {
+            assert_eq!(StoredHash::parse(stored), StoredHash::Unknown, "{why}");
+        }
+        assert!(matches!(
+            StoredHash::parse("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"),
+            StoredHash::Argon2(_)
+        ));
+    }
+
+    /// A legacy argon2id PHC string, as rows written before the HMAC form hold.
+    fn legacy_phc(secret: &Secret) -> String {
+        use argon2::PasswordHasher;
+        let salt = password_hash::SaltString::generate(&mut password_hash::rand_core::OsRng);
+        Argon2::default()
+            .hash_password(secret.expose().as_bytes(), &salt)
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn legacy_argon2_hashes_still_verify_with_a_reused_buffer() {
         let secret = Secret::generate();
-        let phc = hash_secret(&secret);
+        let phc = legacy_phc(&secret);
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
-        assert!(verify_secret(&secret, &phc));
-        assert!(!verify_secret(&Secret::generate(), &phc));
-        assert!(!verify_secret(&secret, "not a phc string"));
+        let mut memory = Vec::new();
+        assert!(verify_argon2(&secret, &phc, &mut memory));
+        let allocated = memory.capacity();
+        assert_eq!(memory.len(), 19456, "one block per KiB of m_cost");
+        assert!(!verify_argon2(&Secret::generate(), &phc, &mut memory));
+        assert_eq!(
+            memory.capacity(),
+            allocated,
+            "the buffer is reused, not regrown"
+        );
+        assert!(!verify_argon2(&secret, "not a phc string", &mut memory));
+        let greedy = phc.replace("m=19456", "m=4194304");
+        assert!(
+            !verify_argon2(&secret, &greedy, &mut memory),
+            "a tampered row cannot make us allocate 4 GiB"
+        );
     }
 
     #[test]

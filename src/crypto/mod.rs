@@ -1,5 +1,6 @@
 //! Cryptography, built only from RustCrypto primitives (never our own):
-//! API key secrets (argon2id), the master key, the audit chain hash.
+//! API key secrets (HMAC-SHA256 under a derived key; legacy argon2id still
+//! verified), the master key, the audit chain hash.
 //!
 //! Depends on neither actix nor diesel.
 

@@ -1,43 +1,50 @@
 //! Authentication: API keys for businesses, the operator token for operators.
 //!
-//! # Why a cache, and why it is safe
-//! An argon2id verification costs ~20 ms of a core and 19 MiB; a sender making
-//! thousands of checks a second cannot pay that per request. So after a key's
-//! secret verified once, we remember, per key id, an HMAC *tag* of the secret under
-//! a random key that lives only in this process's memory, plus the stored argon2
-//! hash it verified against. Later requests recompute the tag of the presented
-//! secret and compare in constant time: no plaintext secret is kept in memory, and
-//! a dump of the cache is useless without the process key (and even then only
-//! offers an HMAC to brute-force against a 256-bit secret).
+//! # How a key is checked
+//! A token of the wrong shape is refused before anything else. Otherwise the
+//! key's row is read by primary key (one lookup) and the presented secret is
+//! checked against the stored hash: for current keys an HMAC-SHA256 under a key
+//! derived from the master key, compared in constant time (`crypto::api_key`):
+//! a few microseconds, no allocation worth naming. The row is read on every
+//! request, so a revoked key is refused on its very next request, on every node.
 //!
-//! The key's row is still read on every request (one primary-key lookup, which
-//! is cheap next to argon2): a revoked key is refused on its very next request, on
-//! every node of a scaled-out deployment, because revocation lives in the database,
-//! not in any node's cache. A cache entry is only used while the row's hash is the
-//! one the entry verified against.
+//! # Why there is no cache any more
+//! With argon2 hashes, a check cost ~20 ms and 19 MiB, so this module kept a
+//! cache of verified keys and a negative cache of recent failures, and a flood of
+//! wrong secrets still cost one argon2 each (and, through the allocator, hundreds
+//! of MiB that stayed). With an HMAC the verification is cheaper than the row
+//! lookup that must happen anyway for revocation, so both caches went: less state,
+//! nothing to invalidate, memory flat under any flood.
 //!
-//! # Why a flood of bad keys is cheap
-//! - A token of the wrong shape is refused before any lookup.
-//! - A token that failed recently (same id and secret) is refused from a small
-//!   negative cache, without argon2.
-//! - Everything else waits for one of a few argon2 permits; when too many are
-//!   already waiting the answer is 429 with Retry-After, at once. So garbage can
-//!   occupy at most `permits` cores and `permits * 19 MiB`, never the whole machine,
-//!   and keys already verified (the cache above) keep working meanwhile.
-//! - An unknown key id is verified against a dummy hash with the same parameters,
-//!   so it costs exactly what a wrong secret costs: timing reveals no ids.
+//! # Timing
+//! An unknown key id is checked against a dummy tag with the same HMAC and the
+//! same comparison as a wrong secret, so timing does not tell which ids exist.
+//!
+//! # Legacy argon2 hashes
+//! Keys created before the HMAC form hold an argon2id PHC string. They still
+//! verify, at most `argon2_concurrency` at a time; when more are queued than 16
+//! per permit the answer is 429 at once. The permit is moved into the blocking
+//! task, so it is released when the hash is done, not when the client goes away
+//! (a blocking task cannot be cancelled: a permit held by the request future would
+//! let clients that reset their connection start unbounded hashes). Each permit
+//! reuses one argon2 working buffer instead of allocating 19 MiB per call. After a
+//! legacy hash verifies, the row is rewritten in the HMAC form (not an audit
+//! event: the key and its secret are unchanged, only the way it is stored), so
+//! each key pays argon2 once.
+//!
+//! # Failing closed
+//! A store error of any kind while authenticating answers 503 with
+//! `allowed: false`, never 500 and never a success. Rate limits around all of
+//! this are in [`super::throttle`].
 
-use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
+use argon2::Block;
 use futures_util::future::LocalBoxFuture;
-use hmac::{Hmac, Mac};
-use lru::LruCache;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -45,9 +52,10 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::error::ApiError;
-use crate::crypto::api_key::{self, PresentedToken};
+use super::throttle::Throttle;
+use crate::crypto::api_key::{self, PresentedToken, SecretHasher, StoredHash};
 use crate::domain::{Scope, Scopes};
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 /// The authenticated caller of a business endpoint.
 #[derive(Debug, Clone)]
@@ -74,12 +82,7 @@ impl Principal {
     }
 }
 
-struct Verified {
-    tag: [u8; 32],
-    secret_hash: String,
-}
-
-/// Limits for [`Authenticator`].
+/// Limits for the legacy argon2 path of [`Authenticator`].
 #[derive(Debug, Clone, Copy)]
 pub struct AuthLimits {
     /// Concurrent argon2 verifications.
@@ -91,117 +94,113 @@ pub struct AuthLimits {
 /// Verifies API keys (see the module documentation for the design).
 pub struct Authenticator {
     store: Store,
-    /// Process-local HMAC key for cache tags; never leaves memory.
-    tag_key: [u8; 32],
-    verified: Mutex<LruCache<Uuid, Verified>>,
-    failed: Mutex<LruCache<[u8; 32], Instant>>,
-    permits: Semaphore,
-    waiting: AtomicUsize,
-    max_waiting: usize,
-    dummy_hash: Arc<str>,
+    hasher: SecretHasher,
+    /// What an unknown key id is compared against: a tag nobody's secret has.
+    dummy_tag: [u8; 32],
+    legacy: LegacyArgon2,
 }
 
-const CACHE_ENTRIES: usize = 10_000;
-const FAILURE_MEMORY: Duration = Duration::from_secs(60);
+/// Bounded argon2 verification of legacy hashes.
+struct LegacyArgon2 {
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+    /// One argon2 working buffer per permit at most, reused across calls.
+    buffers: Arc<Mutex<Vec<Vec<Block>>>>,
+}
+
+/// The answer when the store cannot say who the caller is: fail closed with 503.
+fn unavailable(cause: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable(format!("authentication: {cause}"))
+}
 
 impl Authenticator {
-    /// Builds the authenticator; computes the dummy hash (one argon2 run), so call
-    /// it off the async executor or at start-up.
-    pub fn new(store: Store, limits: AuthLimits) -> Authenticator {
-        let entries = NonZeroUsize::new(CACHE_ENTRIES).expect("non-zero");
+    pub fn new(store: Store, hasher: SecretHasher, limits: AuthLimits) -> Authenticator {
         Authenticator {
             store,
-            tag_key: crate::crypto::random_bytes(),
-            verified: Mutex::new(LruCache::new(entries)),
-            failed: Mutex::new(LruCache::new(entries)),
-            permits: Semaphore::new(limits.permits),
-            waiting: AtomicUsize::new(0),
-            max_waiting: limits.max_waiting,
-            dummy_hash: api_key::dummy_hash().into(),
+            hasher,
+            dummy_tag: crate::crypto::random_bytes(),
+            legacy: LegacyArgon2::new(limits),
         }
     }
 
-    fn tag(&self, token: &PresentedToken) -> [u8; 32] {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.tag_key).expect("any key length");
-        mac.update(token.key_id.as_bytes());
-        mac.update(token.secret.expose().as_bytes());
-        mac.finalize().into_bytes().into()
+    /// The key new secrets are hashed under (key and business creation).
+    pub fn hasher(&self) -> &SecretHasher {
+        &self.hasher
     }
 
-    /// Authenticates a bearer token.
+    /// Authenticates a bearer token: `Unauthorized` for anything that is not a
+    /// live key with this secret, `Unavailable` when the store cannot tell,
+    /// `RateLimited` when too many legacy verifications are queued.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
         let token = PresentedToken::parse(token).ok_or(ApiError::Unauthorized)?;
-        let tag = self.tag(&token);
-        if self.recently_failed(&tag) {
-            return Err(ApiError::Unauthorized);
-        }
         let credentials = self
             .store
             .key_credentials(token.key_id)
             .await
-            .map_err(|e| match e {
-                StoreError::NotFound => ApiError::Unauthorized,
-                other => ApiError::from(other),
-            })?;
-        if let Some(creds) = &credentials {
-            if creds.key.revoked_at.is_none() && self.cached(token.key_id, &tag, &creds.secret_hash)
-            {
-                return Ok(principal(creds));
-            }
-        }
-        let hash: Arc<str> = match &credentials {
-            Some(creds) => creds.secret_hash.as_str().into(),
-            None => self.dummy_hash.clone(),
+            .map_err(unavailable)?;
+        let Some(creds) = credentials else {
+            // The same work as a wrong secret, result ignored.
+            let _ = self
+                .hasher
+                .verify_tag(token.key_id, &token.secret, &self.dummy_tag);
+            return Err(ApiError::Unauthorized);
         };
-        let verified = self.verify_bounded(token, hash).await?;
-        match credentials {
-            Some(creds) if verified && creds.key.revoked_at.is_none() => {
-                self.verified.lock().unwrap_or_else(|p| p.into_inner()).put(
-                    creds.key.id,
-                    Verified {
-                        tag,
-                        secret_hash: creds.secret_hash.clone(),
-                    },
-                );
-                Ok(principal(&creds))
+        let live = creds.key.revoked_at.is_none();
+        let verified = match StoredHash::parse(&creds.secret_hash) {
+            StoredHash::Hmac(tag) => self.hasher.verify_tag(token.key_id, &token.secret, &tag),
+            // A revoked legacy key is refused without spending argon2 on it.
+            StoredHash::Argon2(_) if !live => false,
+            StoredHash::Argon2(phc) => {
+                let upgraded = self.hasher.hash(token.key_id, &token.secret);
+                let phc = phc.to_owned();
+                if self.legacy.verify(token.secret, phc.clone()).await? {
+                    self.upgrade(token.key_id, phc, upgraded).await;
+                    true
+                } else {
+                    false
+                }
             }
-            _ => {
-                self.failed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .put(tag, Instant::now());
-                Err(ApiError::Unauthorized)
-            }
-        }
-    }
-
-    fn recently_failed(&self, tag: &[u8; 32]) -> bool {
-        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
-        match failed.get(tag) {
-            Some(at) if at.elapsed() < FAILURE_MEMORY => true,
-            Some(_) => {
-                failed.pop(tag);
+            StoredHash::Unknown => {
+                tracing::warn!(key_id = %creds.key.id, "stored key hash is in no known form; refusing the key");
                 false
             }
-            None => false,
+        };
+        if verified && live {
+            Ok(principal(&creds))
+        } else {
+            Err(ApiError::Unauthorized)
         }
     }
 
-    fn cached(&self, key_id: Uuid, tag: &[u8; 32], secret_hash: &str) -> bool {
-        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-        match verified.get(&key_id) {
-            Some(entry) => bool::from(entry.tag.ct_eq(tag)) && entry.secret_hash == secret_hash,
-            None => false,
+    /// Rewrites a verified legacy hash in the HMAC form. Best effort: the caller
+    /// is authenticated either way, and the next use tries again.
+    async fn upgrade(&self, key_id: Uuid, old: String, new: String) {
+        match self.store.upgrade_secret_hash(key_id, old, new).await {
+            Ok(true) => {
+                tracing::info!(key_id = %key_id, "key hash upgraded from argon2 to hmac-sha256")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(key_id = %key_id, error = %e, "could not upgrade a legacy key hash; will retry on its next use")
+            }
+        }
+    }
+}
+
+impl LegacyArgon2 {
+    fn new(limits: AuthLimits) -> LegacyArgon2 {
+        LegacyArgon2 {
+            permits: Arc::new(Semaphore::new(limits.permits)),
+            waiting: AtomicUsize::new(0),
+            max_waiting: limits.max_waiting,
+            buffers: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
     /// One argon2 verification, at most `permits` at a time, refusing at once when
-    /// too many are queued.
-    async fn verify_bounded(
-        &self,
-        token: PresentedToken,
-        hash: Arc<str>,
-    ) -> Result<bool, ApiError> {
+    /// too many are queued. The permit is owned by the blocking task.
+    async fn verify(&self, secret: api_key::Secret, phc: String) -> Result<bool, ApiError> {
         struct Waiting<'a>(&'a AtomicUsize);
         impl Drop for Waiting<'_> {
             fn drop(&mut self) {
@@ -215,15 +214,31 @@ impl Authenticator {
             });
         }
         let waiting = Waiting(&self.waiting);
-        let _permit = self
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|_| ApiError::Unavailable("argon2 permits closed".into()))?;
+            .map_err(|_| unavailable("argon2 permits closed"))?;
         drop(waiting);
-        tokio::task::spawn_blocking(move || api_key::verify_secret(&token.secret, &hash))
-            .await
-            .map_err(|e| ApiError::Internal(format!("argon2 task failed: {e}")))
+        let buffers = self.buffers.clone();
+        tokio::task::spawn_blocking(move || {
+            // Held until the hash is done, whatever happens to the request.
+            let _permit = permit;
+            let mut memory = buffers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop()
+                .unwrap_or_default();
+            let verified = api_key::verify_argon2(&secret, &phc, &mut memory);
+            buffers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(memory);
+            verified
+        })
+        .await
+        .map_err(unavailable)
     }
 }
 
@@ -252,11 +267,26 @@ impl FromRequest for Principal {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer(req);
         let auth = req.app_data::<web::Data<Authenticator>>().cloned();
+        let throttle = req.app_data::<web::Data<Throttle>>().cloned();
+        let client = throttle.as_ref().map(|t| t.client(req));
         Box::pin(async move {
-            let auth =
-                auth.ok_or_else(|| ApiError::Internal("no authenticator configured".into()))?;
-            auth.authenticate(&token.ok_or(ApiError::Unauthorized)?)
-                .await
+            // Misconfiguration is a 503 (fail closed), never a 500 or a pass.
+            let (Some(auth), Some(throttle), Some(client)) = (auth, throttle, client) else {
+                return Err(unavailable("authenticator or throttle not configured"));
+            };
+            throttle.before_auth(client)?;
+            let outcome = match token {
+                Some(token) => auth.authenticate(&token).await,
+                None => Err(ApiError::Unauthorized),
+            };
+            match outcome {
+                Ok(principal) => {
+                    throttle.after_success(principal.key_id)?;
+                    Ok(principal)
+                }
+                Err(ApiError::Unauthorized) => Err(throttle.after_failure(client)),
+                Err(other) => Err(other),
+            }
         })
     }
 }
@@ -289,6 +319,13 @@ impl FromRequest for Operator {
     type Future = std::future::Ready<Result<Operator, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let Some(throttle) = req.app_data::<web::Data<Throttle>>() else {
+            return std::future::ready(Err(unavailable("throttle not configured")));
+        };
+        let client = throttle.client(req);
+        if let Err(limited) = throttle.before_auth(client) {
+            return std::future::ready(Err(limited));
+        }
         let ok = match (bearer(req), req.app_data::<web::Data<OperatorToken>>()) {
             (Some(token), Some(expected)) => expected.matches(&token),
             _ => false,
@@ -296,7 +333,94 @@ impl FromRequest for Operator {
         std::future::ready(if ok {
             Ok(Operator)
         } else {
-            Err(ApiError::Unauthorized)
+            Err(throttle.after_failure(client))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
+
+    use super::*;
+
+    /// A legacy hash heavy enough (64 MiB, t=3) to still be running when the
+    /// request that started it is gone.
+    fn slow_phc(secret: &api_key::Secret) -> String {
+        let salt = password_hash::SaltString::generate(&mut password_hash::rand_core::OsRng);
+        Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(65_536, 3, 1, None).unwrap(),
+        )
+        .hash_password(secret.expose().as_bytes(), &salt)
+        .unwrap()
+        .to_string()
+    }
+
+    #[actix_web::test]
+    async fn a_dropped_request_does_not_release_the_argon2_permit_while_the_hash_runs() {
+        let legacy = LegacyArgon2::new(AuthLimits {
+            permits: 1,
+            max_waiting: 4,
+        });
+        let secret = api_key::Secret::generate();
+        let phc = slow_phc(&secret);
+        // The client goes away 1 ms in: the request future is dropped.
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(1), legacy.verify(secret, phc)).await;
+        assert!(abandoned.is_err(), "the hash takes longer than 1 ms");
+        assert_eq!(
+            legacy.permits.available_permits(),
+            0,
+            "the blocking task still runs and still holds the permit"
+        );
+        let mut released = false;
+        for _ in 0..500 {
+            if legacy.permits.available_permits() == 1 {
+                released = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(released, "released when the hash is done");
+        assert_eq!(legacy.waiting.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            legacy.buffers.lock().unwrap().len(),
+            1,
+            "the working buffer is kept for the next verification"
+        );
+    }
+
+    #[actix_web::test]
+    async fn too_many_waiting_legacy_verifications_are_refused_at_once() {
+        let legacy = Arc::new(LegacyArgon2::new(AuthLimits {
+            permits: 1,
+            max_waiting: 1,
+        }));
+        let secret = api_key::Secret::generate();
+        let phc = slow_phc(&secret);
+        let first = {
+            let (legacy, phc) = (legacy.clone(), phc.clone());
+            actix_web::rt::spawn(async move { legacy.verify(secret, phc).await })
+        };
+        // Let the first take the permit, then a second waits, then a third is 429.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let second = {
+            let (legacy, phc) = (legacy.clone(), phc.clone());
+            actix_web::rt::spawn(
+                async move { legacy.verify(api_key::Secret::generate(), phc).await },
+            )
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let third = legacy.verify(api_key::Secret::generate(), phc).await;
+        assert!(
+            matches!(third, Err(ApiError::RateLimited { .. })),
+            "{third:?}"
+        );
+        assert!(first.await.unwrap().unwrap(), "the right secret verifies");
+        assert!(!second.await.unwrap().unwrap(), "a wrong one does not");
     }
 }

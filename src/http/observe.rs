@@ -5,12 +5,19 @@
 //!
 //! Only the route *pattern* (`/v1/keys/{id}`) is logged or labelled, never the
 //! path, the query, headers, the client address or the user agent.
+//!
+//! Every label comes from a closed set, so the number of series is bounded
+//! whatever clients send: the method is one of the nine standard ones or
+//! `other`, the route is one of our patterns or `unmatched`, the status is its
+//! class (`1xx` .. `5xx`). Without this, each distinct method a client invents
+//! (any token, any length) would become a new series for ever.
 
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
+use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::{ErrorHandlerResponse, Next};
 use actix_web::web;
@@ -27,9 +34,36 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     route: String,
-    status: u16,
+    status: &'static str,
+}
+
+/// The method as a label: a standard method, or `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// The status as a label: its class.
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -53,12 +87,12 @@ impl Default for Metrics {
         );
         registry.register(
             "http_requests",
-            "HTTP requests answered, by method, route pattern and status",
+            "HTTP requests answered, by method, route pattern and status class",
             requests.clone(),
         );
         registry.register(
             "http_request_duration_seconds",
-            "Time to answer HTTP requests, by method, route pattern and status",
+            "Time to answer HTTP requests, by method, route pattern and status class",
             latency.clone(),
         );
         Metrics {
@@ -70,11 +104,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    fn observe(&self, method: &'static str, route: String, status: u16, seconds: f64) {
         let labels = RequestLabels {
-            method: method.to_owned(),
-            route: route.to_owned(),
-            status,
+            method,
+            route,
+            status: status_class(status),
         };
         self.requests.get_or_create(&labels).inc();
         self.latency.get_or_create(&labels).observe(seconds);
@@ -111,12 +145,12 @@ pub async fn observe(
 ) -> Result<ServiceResponse<impl MessageBody + 'static>, actix_web::Error> {
     let started = Instant::now();
     let id = request_id(&req);
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let span = tracing::info_span!(
         "request",
         request_id = %id,
-        method = %method,
+        method,
         route = tracing::field::Empty,
         status = tracing::field::Empty,
     );
@@ -127,14 +161,14 @@ pub async fn observe(
         .unwrap_or_else(|| "unmatched".to_owned());
     let status = res.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
+    span.record("route", route.as_str())
+        .record("status", status);
     if let Some(metrics) = metrics {
-        metrics.observe(&method, &route, status, seconds);
+        metrics.observe(method, route, status, seconds);
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, value);
     }
-    span.record("route", route.as_str())
-        .record("status", status);
     span.in_scope(|| {
         tracing::info!(latency_ms = seconds * 1000.0, "request answered");
     });

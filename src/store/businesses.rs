@@ -23,15 +23,20 @@ pub struct Business {
 
 impl Business {
     /// A new business and its first key holding every scope: the business, the key
-    /// to store, and the key's bearer token to show once. Costs one argon2 hash.
-    pub fn new_with_first_key(name: String, policy: String) -> (Business, NewApiKey, String) {
+    /// to store, and the key's bearer token to show once.
+    pub fn new_with_first_key(
+        hasher: &crate::crypto::api_key::SecretHasher,
+        name: String,
+        policy: String,
+    ) -> (Business, NewApiKey, String) {
         let business = Business {
             id: Uuid::now_v7(),
             name,
             policy,
             created_at: crate::domain::time::now(),
         };
-        let (key, secret) = NewApiKey::mint(business.id, "first key".to_owned(), Scopes::all());
+        let (key, secret) =
+            NewApiKey::mint(hasher, business.id, "first key".to_owned(), Scopes::all());
         (business, key, secret)
     }
 }

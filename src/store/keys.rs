@@ -1,4 +1,5 @@
-//! API keys: rows hold an argon2id hash of the secret, never the secret.
+//! API keys: rows hold a keyed hash of the secret (`hmac-sha256$...`, or a legacy
+//! argon2id PHC string until its next use), never the secret.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -35,10 +36,14 @@ pub struct NewApiKey {
 }
 
 impl NewApiKey {
-    /// A new key with a fresh secret: the key to store (holding only the argon2id
-    /// hash) and the bearer token to show the client once. Costs one argon2 hash
-    /// (~20 ms): call it off the async executor.
-    pub fn mint(business_id: Uuid, name: String, scopes: Scopes) -> (NewApiKey, String) {
+    /// A new key with a fresh secret: the key to store (holding only the keyed hash
+    /// of the secret) and the bearer token to show the client once. Microseconds.
+    pub fn mint(
+        hasher: &api_key::SecretHasher,
+        business_id: Uuid,
+        name: String,
+        scopes: Scopes,
+    ) -> (NewApiKey, String) {
         let id = Uuid::now_v7();
         let secret = api_key::Secret::generate();
         let key = NewApiKey {
@@ -46,7 +51,7 @@ impl NewApiKey {
             business_id,
             name,
             scopes,
-            secret_hash: api_key::hash_secret(&secret),
+            secret_hash: hasher.hash(id, &secret),
             created_at: crate::domain::time::now(),
         };
         (key, api_key::format_token(id, &secret))
@@ -123,6 +128,31 @@ impl Store {
                     })
                 })
                 .transpose()
+        })
+        .await
+    }
+
+    /// Replaces a key's stored hash by another form of the *same* secret (a legacy
+    /// argon2 hash by its HMAC form, after the secret verified against it). Only
+    /// while the row still holds `old`, so a concurrent upgrade or a revocation
+    /// race changes nothing twice. Not audited: the key, its secret and what it may
+    /// do are unchanged; only how its secret is stored changes, like a password
+    /// rehash on login. Returns whether the row changed.
+    pub async fn upgrade_secret_hash(
+        &self,
+        key_id: Uuid,
+        old: String,
+        new: String,
+    ) -> Result<bool, StoreError> {
+        self.run(move |conn| {
+            let changed = diesel::update(
+                api_keys::table
+                    .filter(api_keys::id.eq(key_id.to_string()))
+                    .filter(api_keys::secret_hash.eq(old)),
+            )
+            .set(api_keys::secret_hash.eq(new))
+            .execute(conn)?;
+            Ok(changed == 1)
         })
         .await
     }

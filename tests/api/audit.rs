@@ -930,14 +930,21 @@ async fn only_audit_read_keys_of_the_business_read_its_log(app: TestApp) {
 }
 
 /// More than one export page (500 events) of key creations, written through the
-/// store's own write path with one precomputed argon2 hash: this test is about the
+/// store's own write path with one precomputed key hash: this test is about the
 /// export, not key secrets.
 async fn append_many_events(app: &TestApp, biz: &BusinessFixture, count: usize) {
     let business_id = Uuid::parse_str(&biz.id).unwrap();
-    let hash: Arc<str> = NewApiKey::mint(business_id, "x".into(), Scopes::all())
-        .0
-        .secret_hash
-        .into();
+    let hash: Arc<str> = NewApiKey::mint(
+        &consentgate::crypto::api_key::SecretHasher::derive(
+            &consentgate::crypto::master_key::MasterKey::generate(),
+        ),
+        business_id,
+        "x".into(),
+        Scopes::all(),
+    )
+    .0
+    .secret_hash
+    .into();
     let store = app.store.clone();
     actix_web::rt::task::spawn_blocking(move || {
         let mut conn = store.conn().expect("a pooled connection");

@@ -87,11 +87,18 @@ async fn concurrent_http_writers_leave_a_contiguous_chain(app: TestApp) {
 async fn many_threads_appending_never_fork_or_gap_the_chain(app: TestApp) {
     let biz = app.create_business("Acme", "whatsapp-eu").await;
     let business_id = Uuid::parse_str(&biz.id).unwrap();
-    // One argon2 hash reused: this test is about the chain, not key secrets.
-    let hash: Arc<str> = NewApiKey::mint(business_id, "x".into(), Scopes::all())
-        .0
-        .secret_hash
-        .into();
+    // One key hash reused: this test is about the chain, not key secrets.
+    let hash: Arc<str> = NewApiKey::mint(
+        &consentgate::crypto::api_key::SecretHasher::derive(
+            &consentgate::crypto::master_key::MasterKey::generate(),
+        ),
+        business_id,
+        "x".into(),
+        Scopes::all(),
+    )
+    .0
+    .secret_hash
+    .into();
     let store = app.store.clone();
     let threads: Vec<_> = (0..8)
         .map(|t| {

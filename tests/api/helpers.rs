@@ -197,6 +197,7 @@ pub fn test_settings(database: DatabaseUrl, data_dir: &std::path::Path) -> Setti
         argon2_concurrency: 2,
         public_url: None,
         preference_posts_per_minute: 10,
+        rate_limits: Default::default(),
     }
 }
 

@@ -36,14 +36,15 @@ async fn a_key_secret_is_shown_once_and_never_stored(app: TestApp) {
         !text.contains(&secret[36..]),
         "listing never repeats a secret"
     );
-    // Nothing in the database holds the secret: only its argon2id hash.
+    // Nothing in the database holds the secret: only its keyed hash.
     let stored = stored_text(&app).await;
     assert!(!stored.contains(&secret[36..]), "the secret is not stored");
     assert!(
         !stored.contains(&biz.key[36..]),
         "the first key's secret is not stored"
     );
-    assert!(stored.contains("$argon2id$"));
+    assert!(stored.contains("hmac-sha256$"));
+    assert!(!stored.contains("$argon2"), "new keys need no argon2");
 }
 
 /// All text columns of the key table, concatenated.

@@ -16,6 +16,7 @@ mod console;
 mod decisions_api;
 mod errors;
 mod fail_closed;
+mod hostile;
 mod keys;
 mod layers;
 mod ledger;

@@ -33,12 +33,12 @@ async fn metrics_count_requests_by_route_and_status(app: TestApp) {
     let text = res.body.as_str().unwrap();
     assert!(
         text.contains(
-            r#"consentgate_http_requests_total{method="GET",route="/v1/keys",status="200"} 1"#
+            r#"consentgate_http_requests_total{method="GET",route="/v1/keys",status="2xx"} 1"#
         ),
         "{text}"
     );
     assert!(text.contains(
-        r#"consentgate_http_requests_total{method="GET",route="/v1/keys",status="401"} 1"#
+        r#"consentgate_http_requests_total{method="GET",route="/v1/keys",status="4xx"} 1"#
     ));
     assert!(text.contains(r#"consentgate_http_request_duration_seconds_bucket{le="#));
 }

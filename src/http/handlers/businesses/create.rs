@@ -5,7 +5,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::domain::Actor;
-use crate::http::auth::Operator;
+use crate::http::auth::{Authenticator, Operator};
 use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::Json;
 use crate::http::handlers::display_name;
@@ -59,6 +59,7 @@ pub async fn create_business(
     _operator: Operator,
     store: web::Data<Store>,
     policies: web::Data<PolicySet>,
+    auth: web::Data<Authenticator>,
     body: Json<CreateBusinessRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let request = body.0;
@@ -76,10 +77,7 @@ pub async fn create_business(
     let Some(name) = name.filter(|_| errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
-    let (business, key, secret) =
-        web::block(move || Business::new_with_first_key(name, request.policy))
-            .await
-            .map_err(|e| ApiError::Internal(format!("minting a key failed: {e}")))?;
+    let (business, key, secret) = Business::new_with_first_key(auth.hasher(), name, request.policy);
     store
         .create_business(business.clone(), key.clone(), Actor::Operator)
         .await?;

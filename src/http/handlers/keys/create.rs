@@ -4,7 +4,7 @@ use utoipa::ToSchema;
 
 use super::{KeyCreatedResponse, KeyResponse};
 use crate::domain::{Scope, Scopes};
-use crate::http::auth::Principal;
+use crate::http::auth::{Authenticator, Principal};
 use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::Json;
 use crate::http::handlers::display_name;
@@ -39,6 +39,7 @@ pub struct CreateKeyRequest {
 pub async fn create_key(
     principal: Principal,
     store: web::Data<Store>,
+    auth: web::Data<Authenticator>,
     body: Json<CreateKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::KeysManage)?;
@@ -65,10 +66,7 @@ pub async fn create_key(
     let (Some(name), Some(scopes), true) = (name, scopes, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
-    let business_id = principal.business_id;
-    let (key, secret) = web::block(move || NewApiKey::mint(business_id, name, scopes))
-        .await
-        .map_err(|e| ApiError::Internal(format!("minting a key failed: {e}")))?;
+    let (key, secret) = NewApiKey::mint(auth.hasher(), principal.business_id, name, scopes);
     let created = store.create_key(key, principal.actor()).await?;
     Ok(HttpResponse::Created().json(KeyCreatedResponse {
         key: KeyResponse::from(created),
