@@ -303,6 +303,23 @@ impl Application {
             std::sync::Arc::new(Keyring::new(master_key)),
             policies.clone(),
         ));
+        // Live checks are answered from memory: load every business's state before
+        // serving (a check that finds a business not loaded yet loads it first).
+        let started = std::time::Instant::now();
+        let subjects =
+            ledger
+                .projection()
+                .load_all()
+                .await
+                .map_err(|source| StartupError::Store {
+                    url: settings.database.clone(),
+                    source,
+                })?;
+        tracing::info!(
+            subjects,
+            seconds = started.elapsed().as_secs_f64(),
+            "consent state loaded into memory"
+        );
         let listener = TcpListener::bind(settings.bind).map_err(|source| StartupError::Bind {
             addr: settings.bind,
             source,

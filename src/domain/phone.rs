@@ -265,13 +265,25 @@ mod tests {
 
     #[test]
     fn an_e164_candidate_is_exactly_the_stored_form_of_a_valid_number() {
-        for input in ["+31612345678", "+14155552671", "+4915112345678", "+358401234567"] {
+        for input in [
+            "+31612345678",
+            "+14155552671",
+            "+4915112345678",
+            "+358401234567",
+        ] {
             let candidate = E164Candidate::recognise(input).expect(input);
             let phone = Phone::parse(input, None).unwrap();
             assert_eq!(candidate.as_str(), phone.as_e164(), "{input}");
             assert_eq!(candidate.calling_code(), phone.calling_code(), "{input}");
         }
-        for input in ["31612345678", "+31 6 12345678", "+0612345678", "+3161", "0031612345678", "+31612345678x"] {
+        for input in [
+            "31612345678",
+            "+31 6 12345678",
+            "+0612345678",
+            "+3161",
+            "0031612345678",
+            "+31612345678x",
+        ] {
             assert!(E164Candidate::recognise(input).is_none(), "{input}");
         }
     }

@@ -10,10 +10,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::projection::BusinessView;
 use super::{Caller, Ledger, PolicyRef};
 use crate::domain::history::SubjectHistory;
-use crate::domain::phone::Phone;
-use crate::policy::{Basis, Category, Moment, Price, Reason, decide};
+use crate::domain::phone::{E164Candidate, Phone, PhoneError};
+use crate::policy::{Basis, Category, Decision, Moment, Price, Reason, decide};
 use crate::store::StoreError;
 use crate::store::ledger as rows;
 
@@ -99,35 +100,84 @@ pub struct BatchResponse {
 #[error("the consent state could not be read: {0}")]
 pub struct CheckUnavailable(pub StoreError);
 
+/// Why a single check has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The number is not a valid phone number (422).
+    #[error("invalid phone: {0}")]
+    InvalidPhone(PhoneError),
+    /// The state cannot be read or proved fresh: the answer is no (503).
+    #[error(transparent)]
+    Unavailable(#[from] CheckUnavailable),
+}
+
+/// A number, found the fast way where it can be: input already in E.164 is hashed
+/// as it is and looked up; the full parse runs only for other forms, or when the
+/// number is not known (to tell an invalid number from an unknown one).
+fn find(
+    view: &BusinessView,
+    raw: &str,
+    default_region: Option<&str>,
+) -> Result<([u8; 32], u16), PhoneError> {
+    if let Some(candidate) = E164Candidate::recognise(raw.trim()) {
+        let pseudonym = view.pseudonym_key().pseudonym_of_candidate(&candidate);
+        if view.contains(&pseudonym) {
+            return Ok((pseudonym, candidate.calling_code()));
+        }
+    }
+    let phone = Phone::parse(raw, default_region)?;
+    Ok((view.pseudonym_key().pseudonym(&phone), phone.calling_code()))
+}
+
 impl Ledger {
-    /// `may_contact` for one number.
+    /// `may_contact` for one number, as written by the sender (`raw`, with its
+    /// `default_region`). A live check is answered from this node's projection,
+    /// made fresh first (fail closed when it cannot be); an `as_of` check is
+    /// answered from the recorded history, exactly.
     pub async fn check(
         &self,
         caller: &Caller,
-        phone: &Phone,
+        raw: &str,
+        default_region: Option<&str>,
         category: &Category,
         as_of: Option<DateTime<Utc>>,
-    ) -> Result<CheckResponse, CheckUnavailable> {
-        let business_id = caller.business_id;
-        let pseudonym = self.keys.pseudonym_key(business_id).pseudonym(phone);
-        let history = self
-            .store
-            .run(move |conn| {
-                let mut found = rows::histories_by_pseudonym(conn, business_id, &[pseudonym])?;
-                Ok(found.remove(&pseudonym).unwrap_or_default())
-            })
-            .await
-            .map_err(CheckUnavailable)?;
-        let evaluated_at = self.store.clock().now();
-        let moment = as_of.map_or(Moment::Live(evaluated_at), Moment::AsOf);
-        let as_of = moment.instant();
-        let decision = decide(
-            &history,
-            &caller.policy,
-            category,
-            Some(phone.calling_code()),
-            moment,
-        );
+    ) -> Result<CheckResponse, CheckError> {
+        let (decision, evaluated_at, as_of) = match as_of {
+            None => {
+                let view = self
+                    .projection
+                    .fresh(caller.business_id, &caller.policy)
+                    .await
+                    .map_err(CheckUnavailable)?;
+                let (pseudonym, calling_code) =
+                    find(&view, raw, default_region).map_err(CheckError::InvalidPhone)?;
+                let now = self.store.clock().now();
+                let decision = view.decide(&pseudonym, category, Some(calling_code), now);
+                (decision, now, now)
+            }
+            Some(as_of) => {
+                let phone = Phone::parse(raw, default_region).map_err(CheckError::InvalidPhone)?;
+                let business_id = caller.business_id;
+                let pseudonym = self.keys.pseudonym_key(business_id).pseudonym(&phone);
+                let history = self
+                    .store
+                    .run(move |conn| {
+                        let mut found =
+                            rows::histories_by_pseudonym(conn, business_id, &[pseudonym])?;
+                        Ok(found.remove(&pseudonym).unwrap_or_default())
+                    })
+                    .await
+                    .map_err(CheckUnavailable)?;
+                let decision = decide(
+                    &history,
+                    &caller.policy,
+                    category,
+                    Some(phone.calling_code()),
+                    Moment::AsOf(as_of),
+                );
+                (decision, self.store.clock().now(), as_of)
+            }
+        };
         Ok(CheckResponse {
             allowed: decision.allowed,
             reason: decision.reason,
@@ -142,9 +192,27 @@ impl Ledger {
         })
     }
 
+    /// [`Ledger::check`] live, for a number already parsed (the preference page).
+    pub async fn check_phone(
+        &self,
+        caller: &Caller,
+        phone: &Phone,
+        category: &Category,
+    ) -> Result<CheckResponse, CheckUnavailable> {
+        self.check(caller, phone.as_e164(), None, category, None)
+            .await
+            .map_err(|e| match e {
+                CheckError::Unavailable(e) => e,
+                CheckError::InvalidPhone(e) => CheckUnavailable(StoreError::Internal(format!(
+                    "a parsed number did not parse again: {e}"
+                ))),
+            })
+    }
+
     /// `may_contact` for many numbers at once (a campaign dry-run). Numbers that do
-    /// not parse are items with their error, not a failed batch. Parsing, hashing
-    /// and deciding run on the blocking pool, with one query per 900 numbers.
+    /// not parse are items with their error, not a failed batch. Live batches are
+    /// answered from the projection (one fence for the whole batch); `as_of`
+    /// batches from the recorded history, one query per 900 numbers.
     pub async fn check_batch(
         &self,
         caller: &Caller,
@@ -153,82 +221,149 @@ impl Ledger {
         default_region: Option<String>,
         as_of: Option<DateTime<Utc>>,
     ) -> Result<BatchResponse, CheckUnavailable> {
-        let business_id = caller.business_id;
-        let keys = self.keys.clone();
         let policy = caller.policy.clone();
-        let clock = self.store.clock();
-        self.store
-            .run(move |conn| {
-                let key = keys.pseudonym_key(business_id);
-                let parsed: Vec<Result<(Phone, [u8; 32]), String>> = phones
-                    .iter()
-                    .map(|raw| {
-                        Phone::parse(raw, default_region.as_deref())
-                            .map(|phone| {
-                                let pseudonym = key.pseudonym(&phone);
-                                (phone, pseudonym)
-                            })
-                            .map_err(|e| e.to_string())
-                    })
-                    .collect();
-                let pseudonyms: Vec<[u8; 32]> = parsed
-                    .iter()
-                    .filter_map(|p| p.as_ref().ok().map(|(_, s)| *s))
-                    .collect();
-                let histories = rows::histories_by_pseudonym(conn, business_id, &pseudonyms)?;
-                let evaluated_at = clock.now();
-                let moment = as_of.map_or(Moment::Live(evaluated_at), Moment::AsOf);
-                let as_of = moment.instant();
-                let empty = SubjectHistory::default();
-                let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-                let mut allowed = 0;
-                let results: Vec<BatchItem> = phones
-                    .into_iter()
-                    .zip(parsed)
-                    .map(|(raw, parsed)| {
-                        let item = match parsed {
-                            Ok((phone, pseudonym)) => {
-                                let history = histories.get(&pseudonym).unwrap_or(&empty);
-                                let d = decide(
-                                    history,
-                                    &policy,
-                                    &category,
-                                    Some(phone.calling_code()),
-                                    moment,
-                                );
-                                BatchItem {
-                                    phone: raw,
-                                    allowed: d.allowed,
-                                    reason: d.reason.as_str().to_owned(),
-                                    billable: d.billable,
-                                    error: None,
-                                }
-                            }
-                            Err(error) => BatchItem {
-                                phone: raw,
-                                allowed: false,
-                                reason: "invalid_phone".to_owned(),
-                                billable: false,
-                                error: Some(error),
-                            },
-                        };
-                        *counts.entry(item.reason.clone()).or_default() += 1;
-                        allowed += usize::from(item.allowed);
-                        item
-                    })
-                    .collect();
-                Ok(BatchResponse {
-                    category: category.as_str().to_owned(),
-                    total: results.len(),
-                    allowed,
-                    counts,
-                    results,
-                    policy: PolicyRef::of(&policy),
-                    evaluated_at,
-                    as_of,
+        let evaluated_at;
+        let items: Vec<(String, Result<Decision, String>)> = match as_of {
+            None => {
+                let view = self
+                    .projection
+                    .fresh(caller.business_id, &policy)
+                    .await
+                    .map_err(CheckUnavailable)?;
+                evaluated_at = self.store.clock().now();
+                let category = category.clone();
+                tokio::task::spawn_blocking(move || {
+                    decide_live(
+                        &view,
+                        phones,
+                        default_region.as_deref(),
+                        &category,
+                        evaluated_at,
+                    )
                 })
+                .await
+                .map_err(|e| CheckUnavailable(StoreError::Internal(e.to_string())))?
+            }
+            Some(as_of) => {
+                let business_id = caller.business_id;
+                let keys = self.keys.clone();
+                let policy = policy.clone();
+                let category = category.clone();
+                evaluated_at = self.store.clock().now();
+                self.store
+                    .run(move |conn| {
+                        let key = keys.pseudonym_key(business_id);
+                        let parsed: Vec<Result<(Phone, [u8; 32]), String>> = phones
+                            .iter()
+                            .map(|raw| {
+                                Phone::parse(raw, default_region.as_deref())
+                                    .map(|phone| {
+                                        let pseudonym = key.pseudonym(&phone);
+                                        (phone, pseudonym)
+                                    })
+                                    .map_err(|e| e.to_string())
+                            })
+                            .collect();
+                        let pseudonyms: Vec<[u8; 32]> = parsed
+                            .iter()
+                            .filter_map(|p| p.as_ref().ok().map(|(_, s)| *s))
+                            .collect();
+                        let histories =
+                            rows::histories_by_pseudonym(conn, business_id, &pseudonyms)?;
+                        let empty = SubjectHistory::default();
+                        Ok(phones
+                            .into_iter()
+                            .zip(parsed)
+                            .map(|(raw, parsed)| {
+                                let decision = parsed.map(|(phone, pseudonym)| {
+                                    decide(
+                                        histories.get(&pseudonym).unwrap_or(&empty),
+                                        &policy,
+                                        &category,
+                                        Some(phone.calling_code()),
+                                        Moment::AsOf(as_of),
+                                    )
+                                });
+                                (raw, decision)
+                            })
+                            .collect())
+                    })
+                    .await
+                    .map_err(CheckUnavailable)?
+            }
+        };
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut allowed = 0;
+        let results: Vec<BatchItem> = items
+            .into_iter()
+            .map(|(phone, decision)| {
+                let item = match decision {
+                    Ok(d) => BatchItem {
+                        phone,
+                        allowed: d.allowed,
+                        reason: d.reason.as_str().to_owned(),
+                        billable: d.billable,
+                        error: None,
+                    },
+                    Err(error) => BatchItem {
+                        phone,
+                        allowed: false,
+                        reason: "invalid_phone".to_owned(),
+                        billable: false,
+                        error: Some(error),
+                    },
+                };
+                *counts.entry(item.reason.clone()).or_default() += 1;
+                allowed += usize::from(item.allowed);
+                item
             })
-            .await
-            .map_err(CheckUnavailable)
+            .collect();
+        Ok(BatchResponse {
+            category: category.as_str().to_owned(),
+            total: results.len(),
+            allowed,
+            counts,
+            results,
+            policy: PolicyRef::of(&policy),
+            evaluated_at,
+            as_of: as_of.unwrap_or(evaluated_at),
+        })
     }
+}
+
+/// Live decisions for `phones` from a fresh view, in input order.
+pub(crate) fn decide_live(
+    view: &BusinessView,
+    phones: Vec<String>,
+    default_region: Option<&str>,
+    category: &Category,
+    now: DateTime<Utc>,
+) -> Vec<(String, Result<Decision, String>)> {
+    let found: Vec<Result<([u8; 32], u16), String>> = phones
+        .iter()
+        .map(|raw| find(view, raw, default_region).map_err(|e| e.to_string()))
+        .collect();
+    let mut out = Vec::with_capacity(phones.len());
+    view.decide_many(
+        phones
+            .into_iter()
+            .zip(&found)
+            .map(|(raw, found)| match found {
+                Ok((pseudonym, code)) => ((raw, None), Some(pseudonym), Some(*code)),
+                Err(e) => ((raw, Some(e.clone())), None, None),
+            }),
+        category,
+        now,
+        |(raw, error), decision| {
+            out.push((
+                raw,
+                match (decision, error) {
+                    (Some(d), _) => Ok(d),
+                    (None, Some(e)) => Err(e),
+                    (None, None) => Err("phone number could not be parsed".to_owned()),
+                },
+            ));
+        },
+    );
+    out
 }

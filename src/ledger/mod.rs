@@ -8,9 +8,9 @@
 
 pub mod audit_view;
 pub mod check;
-pub mod projection;
 pub mod console;
 pub mod preferences;
+pub mod projection;
 pub mod record;
 pub mod retention;
 pub mod subjects;
@@ -77,15 +77,36 @@ pub struct Ledger {
     store: Store,
     keys: Arc<Keyring>,
     policies: Arc<PolicySet>,
+    /// What live checks are answered from (see [`projection`]).
+    projection: Arc<projection::Projection>,
 }
 
 impl Ledger {
     pub fn new(store: Store, keys: Arc<Keyring>, policies: Arc<PolicySet>) -> Ledger {
+        let projection = Arc::new(projection::Projection::new(
+            store.clone(),
+            keys.clone(),
+            policies.clone(),
+        ));
         Ledger {
             store,
             keys,
             policies,
+            projection,
         }
+    }
+
+    /// The in-memory projection live checks are answered from.
+    pub fn projection(&self) -> &projection::Projection {
+        &self.projection
+    }
+
+    /// After a write of the caller's business: bring this node's projection up to
+    /// it before the write is acknowledged, so the next check here needs no catch-up.
+    pub(crate) async fn after_write(&self, caller: &Caller) {
+        self.projection
+            .refresh(caller.business_id, &caller.policy)
+            .await;
     }
 
     pub fn store(&self) -> &Store {

@@ -279,7 +279,7 @@ impl Ledger {
             let description = rules
                 .map(|r| r.description(language).to_owned())
                 .unwrap_or_default();
-            let answer = self.check(&caller, &link.phone, &category, None).await?;
+            let answer = self.check_phone(&caller, &link.phone, &category).await?;
             views.push(CategoryView {
                 category,
                 consentable,

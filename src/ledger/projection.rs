@@ -322,20 +322,11 @@ impl Projection {
         Ok(view)
     }
 
-    /// After a write of this business committed up to `seq`: bring the view up to
-    /// it before the write is acknowledged (write-through). Failing to, the view
-    /// stays behind and the next check's fence catches up; the write itself
-    /// stands.
-    pub async fn written(&self, business_id: Uuid, policy: &Arc<Policy>, seq: i64) {
-        let result = async {
-            let view = self.view_with(business_id, policy.clone()).await?;
-            if view.applied() < seq {
-                self.catch_up(&view, seq).await?;
-            }
-            Ok::<_, StoreError>(())
-        }
-        .await;
-        if let Err(e) = result {
+    /// After a write of this business committed: bring the view up to it before
+    /// the write is acknowledged (write-through). Failing to, the view stays
+    /// behind and the next check's fence catches up; the write itself stands.
+    pub async fn refresh(&self, business_id: Uuid, policy: &Arc<Policy>) {
+        if let Err(e) = self.fresh(business_id, policy).await {
             tracing::warn!(%business_id, error = %e, "projection write-through failed; the next check catches up");
         }
     }

@@ -255,7 +255,8 @@ impl Ledger {
         let pseudonym = self.pseudonym(business_id, &command.phone);
         let policy = caller.policy.clone();
         let keys = self.keys.clone();
-        self.store
+        let written = self
+            .store
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
                 let effective_at = command.evidence.collected_at.min(now);
                 // Consent collected before the person had their data erased is void:
@@ -316,7 +317,9 @@ impl Ledger {
                 );
                 Ok((response, vec![event]))
             })
-            .await
+            .await;
+        self.after_write(caller).await;
+        written
     }
 
     /// `POST /v1/opt-ins/{id}/confirm`: the double opt-in confirmation.
@@ -329,7 +332,8 @@ impl Ledger {
         let business_id = caller.business_id;
         let policy = caller.policy.clone();
         let keys = self.keys.clone();
-        self.store
+        let written = self
+            .store
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
                 let row = rows::fact(conn, business_id, command.opt_in_id)?;
                 if row.kind != FactKind::OptIn.as_str() {
@@ -403,7 +407,9 @@ impl Ledger {
                 );
                 Ok((response, vec![event]))
             })
-            .await
+            .await;
+        self.after_write(caller).await;
+        written
     }
 
     /// `POST /v1/revocations`: effective at once (GDPR Art. 7(3)). Recorded even for
@@ -418,7 +424,8 @@ impl Ledger {
         let business_id = caller.business_id;
         let pseudonym = self.pseudonym(business_id, &command.phone);
         let keys = self.keys.clone();
-        self.store
+        let written = self
+            .store
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
                 let subject = open_or_create_subject(
                     conn,
@@ -445,7 +452,9 @@ impl Ledger {
                 )?;
                 Ok((response, vec![event]))
             })
-            .await
+            .await;
+        self.after_write(caller).await;
+        written
     }
 
     /// A platform's "resume" (e.g. WhatsApp `user_preferences` resume of marketing):
@@ -495,6 +504,7 @@ impl Ledger {
                 Ok((response, vec![event]))
             })
             .await;
+        self.after_write(caller).await;
         match result {
             // Nothing to undo: nothing changed, so nothing is recorded or audited.
             Err(StoreError::Conflict("nothing_to_restore")) => {
@@ -519,7 +529,8 @@ impl Ledger {
         let business_id = caller.business_id;
         let pseudonym = self.pseudonym(business_id, &command.phone);
         let keys = self.keys.clone();
-        self.store
+        let written = self
+            .store
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
                 let subject = open_or_create_subject(
                     conn,
@@ -569,7 +580,9 @@ impl Ledger {
                 };
                 Ok((response, vec![event]))
             })
-            .await
+            .await;
+        self.after_write(caller).await;
+        written
     }
 
     /// `POST /v1/inbound-messages`: opens or restarts the customer-service window,
@@ -584,7 +597,8 @@ impl Ledger {
         let pseudonym = self.pseudonym(business_id, &command.phone);
         let policy = caller.policy.clone();
         let keys = self.keys.clone();
-        self.store
+        let written = self
+            .store
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
                 let subject = open_or_create_subject(
                     conn,
@@ -682,7 +696,9 @@ impl Ledger {
                 response.warnings = warnings;
                 Ok((response, events))
             })
-            .await
+            .await;
+        self.after_write(caller).await;
+        written
     }
 }
 

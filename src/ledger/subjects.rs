@@ -348,6 +348,7 @@ impl Ledger {
             }
             other => other?,
         };
+        self.after_write(caller).await;
         let residue = self.shred().await;
         Ok(match written {
             Written::Fresh(mut receipt) => {

@@ -10,8 +10,8 @@
 
 pub mod audit;
 pub mod businesses;
-pub mod keys;
 pub mod fence;
+pub mod keys;
 pub mod ledger;
 pub mod migrations;
 pub mod projection;

@@ -134,7 +134,10 @@ pub fn touched_since(
             "key.created" | "key.revoked" => {
                 let data: serde_json::Value = serde_json::from_str(&data)
                     .map_err(|_| StoreError::Corrupt("audit_events.data".into()))?;
-                if let Some(id) = data["key_id"].as_str().and_then(|s| Uuid::try_parse(s).ok()) {
+                if let Some(id) = data["key_id"]
+                    .as_str()
+                    .and_then(|s| Uuid::try_parse(s).ok())
+                {
                     touched.keys.insert(id);
                 }
             }

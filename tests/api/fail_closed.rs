@@ -1,8 +1,11 @@
 //! Fail closed, really (SPEC section 3): when the consent state cannot be read, a
 //! check answers 503 problem+json with `allowed: false`, never a 200 and never a
 //! 500. These tests break the store *after* authentication succeeded: the `facts`
-//! table is renamed from a side connection, so the API key still verifies (proved
-//! on an endpoint that does not read facts) and only the check's own read fails.
+//! and `audit_heads` tables are renamed from a side connection, so the API key
+//! still verifies (proved on an endpoint that reads neither) and only the check's
+//! own reads fail: the freshness fence of a live check (answered from memory only
+//! once the node proved it has applied every committed change), the history read
+//! of an `as_of` check.
 //! (`checks::a_check_fails_closed_when_no_connection_can_be_had` covers a store
 //! that cannot be reached at all, which fails before or during authentication.)
 //! A server failure of any other kind on a check route (here: authentication
@@ -37,12 +40,17 @@ async fn opted_in_business(app: &TestApp) -> String {
     biz.key
 }
 
+/// Breaks the consent state: the facts (what `as_of` checks and catch-ups read)
+/// and the chain heads (what a live check's freshness fence reads: without it a
+/// node cannot prove its in-memory state is fresh).
 fn break_facts(app: &TestApp) {
     side_sql(app, "ALTER TABLE facts RENAME TO facts_broken");
+    side_sql(app, "ALTER TABLE audit_heads RENAME TO audit_heads_broken");
 }
 
 fn restore_facts(app: &TestApp) {
     side_sql(app, "ALTER TABLE facts_broken RENAME TO facts");
+    side_sql(app, "ALTER TABLE audit_heads_broken RENAME TO audit_heads");
 }
 
 /// The same key still authenticates: `GET /v1/keys` reads keys and businesses,

@@ -43,6 +43,8 @@ const ENDPOINTS: &[(&str, &str, &str)] = &[
     ("GET", "/v1/audit/export", "audit:read"),
     ("GET", "/v1/audit/checkpoints", "audit:read"),
     ("POST", "/v1/audit/checkpoints", "audit:read"),
+    ("POST", "/v1/preference-links", "consents:write"),
+    ("DELETE", "/v1/preference-links/{id}", "consents:write"),
 ];
 
 /// (method, path, scope) of every operation the OpenAPI document secures with an
@@ -95,6 +97,7 @@ fn body(path: &str) -> Option<Value> {
         "/v1/checks/batch" => json!({"phones": ["+31612349905"], "category": "utility"}),
         "/v1/subjects/export" | "/v1/subjects/erase" => json!({"phone": "+31612349906"}),
         "/v1/audit/checkpoints" => json!({}),
+        "/v1/preference-links" => json!({"phone": "+31612349907"}),
         _ => return None,
     })
 }
@@ -125,8 +128,18 @@ async fn every_endpoint_refuses_a_key_without_its_scope_and_accepts_one_with_onl
     assert_eq!(res.status, 201, "{}", res.body);
     let opt_in_id = res.body["id"].as_str().unwrap().to_owned();
     let (spare_key_id, _) = app.create_key(&biz.key, "spare", &["checks:read"]).await;
+    let link = app
+        .post(
+            "/v1/preference-links",
+            Some(&biz.key),
+            &json!({"phone": "+31612349908"}),
+        )
+        .await;
+    assert_eq!(link.status, 201, "{}", link.body);
+    let link_id = link.body["id"].as_str().unwrap().to_owned();
     let concrete = |path: &str| match path {
         "/v1/keys/{id}" => format!("/v1/keys/{spare_key_id}"),
+        "/v1/preference-links/{id}" => format!("/v1/preference-links/{link_id}"),
         "/v1/opt-ins/{id}/confirm" => format!("/v1/opt-ins/{opt_in_id}/confirm"),
         other => other.to_owned(),
     };

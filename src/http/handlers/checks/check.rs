@@ -10,7 +10,7 @@ use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::Json;
 use crate::http::handlers::{caller, parse_phone, unknown_category};
 use crate::ledger::Ledger;
-use crate::ledger::check::CheckResponse;
+use crate::ledger::check::{CheckError, CheckResponse};
 
 /// May this business send a message of this category to this number?
 #[derive(Debug, Deserialize, ToSchema)]
@@ -51,12 +51,6 @@ pub async fn check_contact(
     let caller = caller(&principal, &ledger).map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let request = body.0;
     let mut errors = Vec::new();
-    let phone = parse_phone(
-        "phone",
-        &request.phone,
-        request.default_region.as_deref(),
-        &mut errors,
-    );
     let category = caller.policy.category(&request.category);
     if category.is_none() {
         errors.push(FieldError::new(
@@ -65,12 +59,39 @@ pub async fn check_contact(
         ));
     }
     let as_of = check_as_of(request.as_of, ledger.clock(), &mut errors);
-    let (Some(phone), Some(category), true) = (phone, category, errors.is_empty()) else {
-        return Err(ApiError::Validation(errors));
+    let (Some(category), true) = (category, errors.is_empty()) else {
+        // Every problem at once, in field order: the number too (error path only).
+        let mut all = Vec::new();
+        parse_phone(
+            "phone",
+            &request.phone,
+            request.default_region.as_deref(),
+            &mut all,
+        );
+        all.extend(errors);
+        return Err(ApiError::Validation(all));
     };
     let answer = ledger
-        .check(&caller, &phone, &category, as_of)
+        .check(
+            &caller,
+            &request.phone,
+            request.default_region.as_deref(),
+            &category,
+            as_of,
+        )
         .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .map_err(|e| match e {
+            CheckError::InvalidPhone(_) => {
+                let mut errors = Vec::new();
+                parse_phone(
+                    "phone",
+                    &request.phone,
+                    request.default_region.as_deref(),
+                    &mut errors,
+                );
+                ApiError::Validation(errors)
+            }
+            CheckError::Unavailable(e) => ApiError::Unavailable(e.to_string()),
+        })?;
     Ok(HttpResponse::Ok().json(answer))
 }
