@@ -341,7 +341,12 @@ impl Application {
             permits: settings.argon2_concurrency,
             max_waiting: settings.argon2_concurrency * 16,
         };
-        let authenticator = web::Data::new(Authenticator::new(store.clone(), hasher, limits));
+        let authenticator = web::Data::new(Authenticator::new(
+            store.clone(),
+            ledger.projection().clone(),
+            hasher,
+            limits,
+        ));
         let throttle = web::Data::new(Throttle::new(&settings.rate_limits));
         let store_data = web::Data::new(store.clone());
         let operator = web::Data::new(OperatorToken::new(&operator_token));

@@ -55,7 +55,9 @@ use super::error::ApiError;
 use super::throttle::Throttle;
 use crate::crypto::api_key::{self, PresentedToken, SecretHasher, StoredHash};
 use crate::domain::{Scope, Scopes};
+use crate::ledger::projection::{BusinessView, Projection};
 use crate::store::Store;
+use crate::store::keys::KeyCredentials;
 
 /// The authenticated caller of a business endpoint.
 #[derive(Debug, Clone)]
@@ -65,6 +67,9 @@ pub struct Principal {
     pub scopes: Scopes,
     /// The name of the business's policy.
     pub policy: String,
+    /// The business's in-memory view, fenced after this request arrived (so the
+    /// key's revocation, on any node, was seen): live checks answer from it.
+    pub view: Option<Arc<BusinessView>>,
 }
 
 impl Principal {
@@ -94,6 +99,8 @@ pub struct AuthLimits {
 /// Verifies API keys (see the module documentation for the design).
 pub struct Authenticator {
     store: Store,
+    /// Key rows and the businesses' fences.
+    projection: Arc<Projection>,
     hasher: SecretHasher,
     /// What an unknown key id is compared against: a tag nobody's secret has.
     dummy_tag: [u8; 32],
@@ -115,9 +122,15 @@ fn unavailable(cause: impl std::fmt::Display) -> ApiError {
 }
 
 impl Authenticator {
-    pub fn new(store: Store, hasher: SecretHasher, limits: AuthLimits) -> Authenticator {
+    pub fn new(
+        store: Store,
+        projection: Arc<Projection>,
+        hasher: SecretHasher,
+        limits: AuthLimits,
+    ) -> Authenticator {
         Authenticator {
             store,
+            projection,
             hasher,
             dummy_tag: crate::crypto::random_bytes(),
             legacy: LegacyArgon2::new(limits),
@@ -134,17 +147,27 @@ impl Authenticator {
     /// `RateLimited` when too many legacy verifications are queued.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
         let token = PresentedToken::parse(token).ok_or(ApiError::Unauthorized)?;
-        let credentials = self
-            .store
-            .key_credentials(token.key_id)
-            .await
-            .map_err(unavailable)?;
-        let Some(creds) = credentials else {
+        let Some(creds) = self.credentials(token.key_id).await? else {
             // The same work as a wrong secret, result ignored.
             let _ = self
                 .hasher
                 .verify_tag(token.key_id, &token.secret, &self.dummy_tag);
             return Err(ApiError::Unauthorized);
+        };
+        // Fence the key's business: every key created or revoked before this
+        // request arrived, through any node, is now reflected in the kept rows.
+        let view = self
+            .projection
+            .fresh_for(creds.key.business_id, &creds.policy)
+            .await
+            .map_err(unavailable)?;
+        let creds = match self.projection.cached_key(token.key_id) {
+            Some(creds) => creds,
+            // Evicted by the catch-up: a key event since it was loaded.
+            None => match self.credentials(token.key_id).await? {
+                Some(creds) => creds,
+                None => return Err(ApiError::Unauthorized),
+            },
         };
         let live = creds.key.revoked_at.is_none();
         let verified = match StoredHash::parse(&creds.secret_hash) {
@@ -155,6 +178,9 @@ impl Authenticator {
                 let upgraded = self.hasher.hash(token.key_id, &token.secret);
                 let phc = phc.to_owned();
                 if self.legacy.verify(token.secret, phc.clone()).await? {
+                    // The kept row takes the fast form at once, on this node
+                    // whether or not this node's rewrite wins.
+                    self.projection.rehashed_key(token.key_id, upgraded.clone());
                     self.upgrade(token.key_id, phc, upgraded).await;
                     true
                 } else {
@@ -167,10 +193,20 @@ impl Authenticator {
             }
         };
         if verified && live {
-            Ok(principal(&creds))
+            let mut principal = principal(&creds);
+            principal.view = Some(view);
+            Ok(principal)
         } else {
             Err(ApiError::Unauthorized)
         }
+    }
+
+    /// The key's row: kept, or loaded (and kept).
+    async fn credentials(&self, key_id: Uuid) -> Result<Option<Arc<KeyCredentials>>, ApiError> {
+        if let Some(creds) = self.projection.cached_key(key_id) {
+            return Ok(Some(creds));
+        }
+        self.projection.load_key(key_id).await.map_err(unavailable)
     }
 
     /// Rewrites a verified legacy hash in the HMAC form. Best effort: the caller
@@ -242,12 +278,13 @@ impl LegacyArgon2 {
     }
 }
 
-fn principal(creds: &crate::store::keys::KeyCredentials) -> Principal {
+fn principal(creds: &KeyCredentials) -> Principal {
     Principal {
         business_id: creds.key.business_id,
         key_id: creds.key.id,
         scopes: creds.key.scopes.clone(),
         policy: creds.policy.clone(),
+        view: None,
     }
 }
 

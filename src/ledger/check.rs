@@ -4,6 +4,7 @@
 //! `allowed: false`, never an allow.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -144,11 +145,7 @@ impl Ledger {
     ) -> Result<CheckResponse, CheckError> {
         let (decision, evaluated_at, as_of) = match as_of {
             None => {
-                let view = self
-                    .projection
-                    .fresh(caller.business_id, &caller.policy)
-                    .await
-                    .map_err(CheckUnavailable)?;
+                let view = self.fresh_view(caller).await?;
                 let (pseudonym, calling_code) =
                     find(&view, raw, default_region).map_err(CheckError::InvalidPhone)?;
                 let now = self.store.clock().now();
@@ -192,6 +189,19 @@ impl Ledger {
         })
     }
 
+    /// The caller's business view, fresh since the request arrived: the one
+    /// authentication fenced, or a new fence.
+    async fn fresh_view(&self, caller: &Caller) -> Result<Arc<BusinessView>, CheckUnavailable> {
+        match &caller.fresh {
+            Some(view) if view.business_id() == caller.business_id => Ok(view.clone()),
+            _ => self
+                .projection
+                .fresh(caller.business_id, &caller.policy)
+                .await
+                .map_err(CheckUnavailable),
+        }
+    }
+
     /// [`Ledger::check`] live, for a number already parsed (the preference page).
     pub async fn check_phone(
         &self,
@@ -225,11 +235,7 @@ impl Ledger {
         let evaluated_at;
         let items: Vec<(String, Result<Decision, String>)> = match as_of {
             None => {
-                let view = self
-                    .projection
-                    .fresh(caller.business_id, &policy)
-                    .await
-                    .map_err(CheckUnavailable)?;
+                let view = self.fresh_view(caller).await?;
                 evaluated_at = self.store.clock().now();
                 let category = category.clone();
                 tokio::task::spawn_blocking(move || {

@@ -69,6 +69,10 @@ pub struct Caller {
     pub business_id: Uuid,
     pub actor: Actor,
     pub policy: Arc<Policy>,
+    /// The business's view, made fresh after the request arrived (authentication
+    /// fences it, for the key's sake): a live check answers from it without
+    /// fencing again.
+    pub fresh: Option<Arc<projection::BusinessView>>,
 }
 
 /// The consent ledger service. Cheap to clone.
@@ -97,7 +101,7 @@ impl Ledger {
     }
 
     /// The in-memory projection live checks are answered from.
-    pub fn projection(&self) -> &projection::Projection {
+    pub fn projection(&self) -> &Arc<projection::Projection> {
         &self.projection
     }
 

@@ -47,6 +47,7 @@ use crate::domain::history::SubjectHistory;
 use crate::policy::{
     Category, Decision, LiveState, Moment, Policy, PolicySet, SubjectState, Summary, Verdict,
 };
+use crate::store::keys::KeyCredentials;
 use crate::store::projection::{self as rows, Touched};
 use crate::store::{Store, StoreError};
 
@@ -58,6 +59,13 @@ pub struct Projection {
     views: RwLock<HashMap<Uuid, Arc<BusinessView>>>,
     /// Serialises the first load of a view.
     loading: tokio::sync::Mutex<()>,
+    /// API key rows (scopes, revocation, secret hash), kept coherent with the
+    /// chain like the consent state: a catch-up evicts every key a `key.created`
+    /// or `key.revoked` event names, and a key is (re)loaded only under its
+    /// business's apply lock, so no eviction can slip between the read and the
+    /// insert. So a key revoked through any node is refused by this node's next
+    /// request, without a database read per request.
+    api_keys: RwLock<HashMap<Uuid, Arc<KeyCredentials>>>,
 }
 
 impl std::fmt::Debug for Projection {
@@ -289,6 +297,64 @@ impl Projection {
             policies,
             views: RwLock::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
+            api_keys: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The business's view, fresh, by its policy's name (authentication knows the
+    /// name from the key's row). A policy that is not loaded fails closed.
+    pub async fn fresh_for(
+        &self,
+        business_id: Uuid,
+        policy: &str,
+    ) -> Result<Arc<BusinessView>, StoreError> {
+        let policy = self
+            .policies
+            .get(policy)
+            .ok_or_else(|| StoreError::Unavailable(format!("policy {policy} is not loaded")))?;
+        self.fresh(business_id, &policy).await
+    }
+
+    /// A key's row as last loaded, if this node holds it.
+    pub fn cached_key(&self, key_id: Uuid) -> Option<Arc<KeyCredentials>> {
+        self.api_keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key_id)
+            .cloned()
+    }
+
+    /// Loads a key's row from the store and keeps it (`None`: no such key, which
+    /// is not kept). The row is read under its business's apply lock.
+    pub async fn load_key(&self, key_id: Uuid) -> Result<Option<Arc<KeyCredentials>>, StoreError> {
+        let Some(first) = self.store.key_credentials(key_id).await? else {
+            return Ok(None);
+        };
+        let Some(policy) = self.policies.get(&first.policy) else {
+            return Err(StoreError::Unavailable(format!(
+                "policy {} is not loaded",
+                first.policy
+            )));
+        };
+        let view = self.view_with(first.key.business_id, policy).await?;
+        let _apply = view.apply.lock().await;
+        let found = self.store.key_credentials(key_id).await?.map(Arc::new);
+        let mut keys = self.api_keys.write().unwrap_or_else(|p| p.into_inner());
+        match &found {
+            Some(creds) => keys.insert(key_id, creds.clone()),
+            None => keys.remove(&key_id),
+        };
+        Ok(found)
+    }
+
+    /// Replaces a kept key's secret hash by another form of the same secret (a
+    /// legacy hash verified and rewritten): no chain event marks that change.
+    pub fn rehashed_key(&self, key_id: Uuid, secret_hash: String) {
+        let mut keys = self.api_keys.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(creds) = keys.get(&key_id) {
+            let mut creds = (**creds).clone();
+            creds.secret_hash = secret_hash;
+            keys.insert(key_id, Arc::new(creds));
         }
     }
 
@@ -441,7 +507,15 @@ impl Projection {
                 })
             })
             .await?;
-        let Touched { everything, .. } = touched;
+        let Touched {
+            everything, keys, ..
+        } = touched;
+        {
+            let mut cached = self.api_keys.write().unwrap_or_else(|p| p.into_inner());
+            for key_id in keys {
+                cached.remove(&key_id);
+            }
+        }
         if everything {
             // A retention purge: reload the business (rare; outside the fast path).
             drop(_apply);

@@ -31,7 +31,9 @@ async fn opt_in(app: &TestApp, key: &str, phone: &str, categories: &[&str]) {
 }
 
 /// With every pooled connection taken (the store cannot be reached in time), a
-/// check answers 503 with `allowed: false`: never an allow.
+/// check that needs the store answers 503 with `allowed: false`: never an allow.
+/// A live check whose in-memory state the fence (on its own connection) proves
+/// fresh needs no pooled connection and answers.
 async fn a_check_fails_closed_when_no_connection_can_be_had(app: TestApp) {
     let biz = app.create_business("Acme", "whatsapp-global").await;
     opt_in(&app, &biz.key, "+14155552671", &["utility"]).await;
@@ -46,10 +48,14 @@ async fn a_check_fails_closed_when_no_connection_can_be_had(app: TestApp) {
     })
     .await
     .unwrap();
-    let res = app.post("/v1/checks", Some(&biz.key), &body).await;
+    let from_memory = app.post("/v1/checks", Some(&biz.key), &body).await;
+    let mut as_of = body.clone();
+    as_of["as_of"] = json!((chrono::Utc::now() - chrono::Duration::seconds(1)).to_rfc3339());
+    let res = app.post("/v1/checks", Some(&biz.key), &as_of).await;
     res.assert_problem(503, "unavailable");
     assert_eq!(res.body["allowed"], false, "a 503 says allowed: false");
     assert!(res.header("retry-after").is_some());
+    assert_eq!(from_memory.body["allowed"], true, "{}", from_memory.body);
     drop(held);
     assert_eq!(
         app.post("/v1/checks", Some(&biz.key), &body).await.body["allowed"],

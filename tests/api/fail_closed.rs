@@ -40,16 +40,22 @@ async fn opted_in_business(app: &TestApp) -> String {
     biz.key
 }
 
-/// Breaks the consent state: the facts (what `as_of` checks and catch-ups read)
-/// and the chain heads (what a live check's freshness fence reads: without it a
-/// node cannot prove its in-memory state is fresh).
+/// Breaks the recorded history: what `as_of` checks and catch-ups read.
 fn break_facts(app: &TestApp) {
     side_sql(app, "ALTER TABLE facts RENAME TO facts_broken");
-    side_sql(app, "ALTER TABLE audit_heads RENAME TO audit_heads_broken");
 }
 
 fn restore_facts(app: &TestApp) {
     side_sql(app, "ALTER TABLE facts_broken RENAME TO facts");
+}
+
+/// Breaks the chain heads: what every request's freshness fence reads. Without it
+/// a node cannot prove its in-memory state is fresh.
+fn break_heads(app: &TestApp) {
+    side_sql(app, "ALTER TABLE audit_heads RENAME TO audit_heads_broken");
+}
+
+fn restore_heads(app: &TestApp) {
     side_sql(app, "ALTER TABLE audit_heads_broken RENAME TO audit_heads");
 }
 
@@ -98,7 +104,9 @@ async fn a_check_answers_503_not_allowed_when_its_own_store_read_fails_after_aut
 
     break_facts(&app);
     assert_authentication_still_works(&app, &key).await;
-    let live = app.post("/v1/checks", Some(&key), &body).await;
+    // A live check is answered from memory, which the fence just proved fresh:
+    // the history is not needed, so its loss changes nothing.
+    let from_memory = app.post("/v1/checks", Some(&key), &body).await;
     let as_of = app
         .post(
             "/v1/checks",
@@ -107,10 +115,19 @@ async fn a_check_answers_503_not_allowed_when_its_own_store_read_fails_after_aut
                     "as_of": (Utc::now() - chrono::Duration::seconds(1)).to_rfc3339()}),
         )
         .await;
+    // Without the chain heads nothing can prove the memory fresh: fail closed.
+    break_heads(&app);
+    let live = app.post("/v1/checks", Some(&key), &body).await;
+    restore_heads(&app);
     restore_facts(&app);
 
-    assert_fails_closed(&live, "a live check");
+    assert_eq!(
+        from_memory.body["allowed"], true,
+        "provably fresh memory answers: {}",
+        from_memory.body
+    );
     assert_fails_closed(&as_of, "a check with as_of");
+    assert_fails_closed(&live, "a live check that cannot prove freshness");
     let after = app.post("/v1/checks", Some(&key), &body).await;
     assert_eq!(
         after.body["allowed"], true,
@@ -137,10 +154,16 @@ async fn a_batch_answers_503_not_allowed_when_its_own_store_read_fails_after_aut
 
     break_facts(&app);
     assert_authentication_still_works(&app, &key).await;
+    let mut as_of_body = body.clone();
+    as_of_body["as_of"] = json!((Utc::now() - chrono::Duration::seconds(1)).to_rfc3339());
+    let as_of = app.post("/v1/checks/batch", Some(&key), &as_of_body).await;
+    break_heads(&app);
     let broken = app.post("/v1/checks/batch", Some(&key), &body).await;
+    restore_heads(&app);
     restore_facts(&app);
 
-    assert_fails_closed(&broken, "a batch");
+    assert_fails_closed(&as_of, "a batch with as_of");
+    assert_fails_closed(&broken, "a batch that cannot prove freshness");
     assert!(
         broken.body.get("results").is_none(),
         "no partial answers: {}",
@@ -160,12 +183,13 @@ async fn a_batch_answers_503_not_allowed_when_its_own_store_read_fails_after_aut
 /// check answers the one safe thing: 503, `allowed: false`.
 async fn a_check_whose_key_row_cannot_be_read_back_answers_503_not_allowed(app: TestApp) {
     let key = opted_in_business(&app).await;
+    // Not used before, so this node reads its row when it is first presented.
     let (sender_id, sender) = app.create_key(&key, "sender", &["checks:read"]).await;
     let body = json!({"phone": PHONE, "category": "utility"});
     assert_eq!(
-        app.post("/v1/checks", Some(&sender), &body).await.body["allowed"],
+        app.post("/v1/checks", Some(&key), &body).await.body["allowed"],
         true,
-        "precondition: the sender's key checks"
+        "precondition: the business's checks allow"
     );
 
     side_sql(

@@ -23,6 +23,8 @@ backend_tests!(
     a_truncated_body_is_400_on_every_json_endpoint,
     a_node_behind_honours_a_revocation_through_a_node_ahead,
     a_revocation_through_a_node_behind_beats_an_opt_in_through_a_node_ahead,
+    a_key_revoked_through_one_node_is_refused_by_the_next_request_on_another,
+    an_opt_in_and_an_erasure_through_one_node_are_answered_by_another,
 );
 
 /// Like `backend_tests!`, with a 1 MiB body limit.
@@ -791,6 +793,67 @@ async fn a_revocation_through_a_node_behind_beats_an_opt_in_through_a_node_ahead
             node,
         );
     }
+}
+
+async fn a_key_revoked_through_one_node_is_refused_by_the_next_request_on_another(app: TestApp) {
+    let other = another_node(&app, Duration::zero()).await;
+    let biz = app.create_business("Acme", "whatsapp-global").await;
+    let (sender_id, sender) = app.create_key(&biz.key, "sender", &["checks:read"]).await;
+    let phone = nl_phone(14);
+    // The other node has used (and so keeps) the key.
+    assert_eq!(
+        check_on(&other, &sender, &phone, "utility").await["reason"],
+        "no_consent"
+    );
+
+    let revoked = app
+        .delete(&format!("/v1/keys/{sender_id}"), Some(&biz.key))
+        .await;
+    assert!(revoked.status < 300, "{}", revoked.body);
+
+    let mut res = awc::Client::default()
+        .post(format!("{other}/v1/checks"))
+        .insert_header(("authorization", format!("Bearer {sender}")))
+        .send_json(&json!({"phone": phone, "category": "utility"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status().as_u16(),
+        401,
+        "refused on the other node's very next request: {:?}",
+        res.body().await
+    );
+}
+
+async fn an_opt_in_and_an_erasure_through_one_node_are_answered_by_another(app: TestApp) {
+    let other = another_node(&app, Duration::zero()).await;
+    let biz = app.create_business("Acme", "whatsapp-global").await;
+    let phone = nl_phone(15);
+    assert_eq!(
+        check_on(&other, &biz.key, &phone, "utility").await["reason"],
+        "no_consent"
+    );
+
+    opt_in_at(&app, &biz.key, &phone, &["utility"], Utc::now()).await;
+    assert_eq!(
+        check_on(&other, &biz.key, &phone, "utility").await["allowed"],
+        true,
+        "the other node caught up before answering"
+    );
+
+    let erased = app
+        .post(
+            "/v1/subjects/erase",
+            Some(&biz.key),
+            &json!({"phone": phone}),
+        )
+        .await;
+    assert_eq!(erased.status, 200, "{}", erased.body);
+    assert_denied(
+        &check_on(&other, &biz.key, &phone, "utility").await,
+        "suppressed",
+        "after an erasure through the first node",
+    );
 }
 
 #[actix_web::test]

@@ -36,6 +36,7 @@ pub(crate) fn caller(principal: &Principal, ledger: &Ledger) -> Result<Caller, A
         business_id: principal.business_id,
         actor: principal.actor(),
         policy,
+        fresh: principal.view.clone(),
     })
 }
 
