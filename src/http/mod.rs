@@ -39,6 +39,7 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(inbound_messages::record::record_inbound_message)
         .service(checks::check::check_contact)
         .service(checks::batch::check_contacts_batch)
+        .service(checks::stream::check_contacts_stream)
         .service(subjects::export::export_subject)
         .service(subjects::erase::erase_subject)
         .service(audit::events::list_audit_events)

@@ -337,6 +337,71 @@ impl Ledger {
     }
 }
 
+/// Running totals of a streamed campaign (its last line).
+#[derive(Debug, Clone, Default, Serialize, ToSchema)]
+pub struct StreamCounts {
+    pub total: usize,
+    pub allowed: usize,
+    /// How many of each reason (including `invalid_phone` and `invalid_line`).
+    pub counts: BTreeMap<String, usize>,
+}
+
+/// One answered line of a stream: the decision, or (reason, why) when there is
+/// none.
+pub type StreamAnswer = (String, Result<Decision, (&'static str, String)>);
+
+impl Ledger {
+    /// One chunk of `POST /v1/checks/stream`: live decisions from a view fenced
+    /// for this chunk (its lines arrived before the fence read). Lines marked
+    /// `false` could not be read and are answered `invalid_line`.
+    pub async fn check_stream_chunk(
+        &self,
+        caller: &Caller,
+        category: &Category,
+        lines: Vec<(String, bool)>,
+        default_region: Option<String>,
+        counts: &mut StreamCounts,
+    ) -> Result<Vec<StreamAnswer>, CheckUnavailable> {
+        let view = self
+            .projection
+            .fresh(caller.business_id, &caller.policy)
+            .await
+            .map_err(CheckUnavailable)?;
+        let now = self.store.clock().now();
+        let category = category.clone();
+        let answers = tokio::task::spawn_blocking(move || {
+            let (phones, readable): (Vec<String>, Vec<bool>) = lines.into_iter().unzip();
+            let decided = decide_live(&view, phones, default_region.as_deref(), &category, now);
+            decided
+                .into_iter()
+                .zip(readable)
+                .map(|((phone, decision), readable)| {
+                    let answer = if readable {
+                        decision.map_err(|e| ("invalid_phone", e))
+                    } else {
+                        Err(("invalid_line", phone.clone()))
+                    };
+                    (phone, answer)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| CheckUnavailable(StoreError::Internal(e.to_string())))?;
+        for (_, answer) in &answers {
+            counts.total += 1;
+            let reason = match answer {
+                Ok(d) => {
+                    counts.allowed += usize::from(d.allowed);
+                    d.reason.as_str()
+                }
+                Err((reason, _)) => reason,
+            };
+            *counts.counts.entry(reason.to_owned()).or_default() += 1;
+        }
+        Ok(answers)
+    }
+}
+
 /// Live decisions for `phones` from a fresh view, in input order.
 pub(crate) fn decide_live(
     view: &BusinessView,

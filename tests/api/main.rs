@@ -28,5 +28,6 @@ mod privacy;
 mod residue;
 mod retention;
 mod scopes;
+mod stream;
 mod subjects;
 mod withdrawals;

@@ -36,6 +36,7 @@ const ENDPOINTS: &[(&str, &str, &str)] = &[
     ("POST", "/v1/inbound-messages", "consents:write"),
     ("POST", "/v1/checks", "checks:read"),
     ("POST", "/v1/checks/batch", "checks:read"),
+    ("POST", "/v1/checks/stream", "checks:read"),
     ("POST", "/v1/subjects/export", "subjects:manage"),
     ("POST", "/v1/subjects/erase", "subjects:manage"),
     ("GET", "/v1/audit/events", "audit:read"),
@@ -103,6 +104,24 @@ fn body(path: &str) -> Option<Value> {
 }
 
 async fn call(app: &TestApp, method: &str, path: &str, concrete: &str, token: &str) -> Resp {
+    if path == "/v1/checks/stream" {
+        // NDJSON in and out.
+        let mut res = app
+            .client()
+            .post(format!("{}/v1/checks/stream?category=utility", app.address))
+            .insert_header(("authorization", format!("Bearer {token}")))
+            .insert_header(("content-type", "application/x-ndjson"))
+            .send_body("{\"phone\":\"+31612349905\"}\n")
+            .await
+            .unwrap();
+        let bytes = res.body().await.unwrap();
+        return Resp {
+            status: res.status().as_u16(),
+            headers: res.headers().clone(),
+            body: serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned())),
+        };
+    }
     let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
     let body = if method == awc::http::Method::POST {
         body(path)

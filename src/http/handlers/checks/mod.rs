@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod check;
+pub mod stream;
 
 use chrono::{DateTime, Duration, Utc};
 
