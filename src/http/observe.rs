@@ -24,6 +24,7 @@ use actix_web::web;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tracing::Instrument;
@@ -76,6 +77,8 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    projection_subjects: Gauge,
+    projection_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -95,10 +98,24 @@ impl Default for Metrics {
             "Time to answer HTTP requests, by method, route pattern and status class",
             latency.clone(),
         );
+        let projection_subjects = Gauge::default();
+        let projection_bytes = Gauge::default();
+        registry.register(
+            "projection_subjects",
+            "Subjects held by this node's in-memory projection (all loaded businesses)",
+            projection_subjects.clone(),
+        );
+        registry.register(
+            "projection_bytes",
+            "Heap bytes of this node's in-memory projection's indexes",
+            projection_bytes.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
+            projection_subjects,
+            projection_bytes,
         }
     }
 }
@@ -112,6 +129,14 @@ impl Metrics {
         };
         self.requests.get_or_create(&labels).inc();
         self.latency.get_or_create(&labels).observe(seconds);
+    }
+
+    /// Sets the projection's footprint gauges (read when `/metrics` is rendered).
+    pub fn set_projection(&self, subjects: usize, bytes: usize) {
+        self.projection_subjects
+            .set(i64::try_from(subjects).unwrap_or(i64::MAX));
+        self.projection_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// The Prometheus text exposition.

@@ -151,6 +151,13 @@ impl Index {
             None => {
                 let position = u32::try_from(self.entries.len())
                     .expect("fewer than 4 billion subjects per business and node");
+                if self.entries.len() == self.entries.capacity() {
+                    // Grow by an eighth rather than double: the entries are most of
+                    // the memory per subject, and doubling would leave up to half of
+                    // it unused. Large reallocations are remapped, not copied.
+                    self.entries
+                        .reserve_exact((self.entries.len() / 8).max(1024));
+                }
                 self.entries.push(Entry { key, state });
                 let entries = &self.entries;
                 self.table.insert_unique(hash_of(&key), position, |&i| {
@@ -171,6 +178,24 @@ impl Index {
 
     /// The subject's verdict for the category at `index`, whether it blocked, and
     /// its window; an unknown subject has the default verdict.
+    /// Heap bytes held: the entries' and the table's allocations, and the side
+    /// maps' (estimated from their capacity and entry size).
+    fn heap_bytes(&self) -> usize {
+        fn map_bytes<K, V>(map: &HashMap<K, V>) -> usize {
+            // std's map is hashbrown: a slot of (K, V) plus one control byte each.
+            map.capacity() * (std::mem::size_of::<(K, V)>() + 1)
+        }
+        self.entries.capacity() * std::mem::size_of::<Entry>()
+            + self.table.allocation_size()
+            + map_bytes(&self.windows)
+            + map_bytes(&self.spilled)
+            + self
+                .spilled
+                .values()
+                .map(|s| s.verdicts.capacity() * std::mem::size_of::<Verdict>())
+                .sum::<usize>()
+    }
+
     fn verdict(&self, key: &[u8; 16], index: usize) -> (Verdict, bool, Option<DateTime<Utc>>) {
         let Some(position) = self.find(key) else {
             return (Verdict::default(), false, None);
@@ -274,6 +299,14 @@ impl BusinessView {
         self.len() == 0
     }
 
+    /// Heap bytes the view's index holds (what the hot path keeps per subject).
+    pub fn heap_bytes(&self) -> usize {
+        self.index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .heap_bytes()
+    }
+
     fn install_histories(&self, histories: Vec<([u8; 32], SubjectHistory)>, now: DateTime<Utc>) {
         let summaries: Vec<([u8; 32], Summary)> = histories
             .into_iter()
@@ -313,6 +346,20 @@ impl Projection {
             .get(policy)
             .ok_or_else(|| StoreError::Unavailable(format!("policy {policy} is not loaded")))?;
         self.fresh(business_id, &policy).await
+    }
+
+    /// Subjects held and heap bytes of all loaded views, for `/metrics`.
+    pub fn footprint(&self) -> (usize, usize) {
+        let views: Vec<Arc<BusinessView>> = self
+            .views
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        views.iter().fold((0, 0), |(n, bytes), v| {
+            (n + v.len(), bytes + v.heap_bytes())
+        })
     }
 
     /// A key's row as last loaded, if this node holds it.

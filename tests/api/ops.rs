@@ -10,6 +10,7 @@ use crate::helpers::{TestApp, test_settings};
 backend_tests!(
     health_and_readiness_answer,
     metrics_count_requests_by_route_and_status,
+    metrics_report_the_projections_footprint,
     every_response_carries_a_request_id,
     a_different_master_key_is_refused_at_start_up,
 );
@@ -41,6 +42,38 @@ async fn metrics_count_requests_by_route_and_status(app: TestApp) {
         r#"consentgate_http_requests_total{method="GET",route="/v1/keys",status="4xx"} 1"#
     ));
     assert!(text.contains(r#"consentgate_http_request_duration_seconds_bucket{le="#));
+}
+
+/// The value of an unlabelled gauge in the exposition.
+fn gauge(text: &str, name: &str) -> i64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("{name} is exposed: {text}"))
+        .trim()
+        .parse()
+        .expect("an integer")
+}
+
+async fn metrics_report_the_projections_footprint(app: TestApp) {
+    let biz = app.create_business("Acme", "whatsapp-eu").await;
+    for phone in ["+31612345678", "+31612345679", "+31612345670"] {
+        let res = app
+            .post(
+                "/v1/opt-ins",
+                Some(&biz.key),
+                &serde_json::json!({"phone": phone, "categories": ["utility"], "channel": "api",
+                    "evidence": {"collected_at": chrono::Utc::now().to_rfc3339(),
+                                 "consent_text_version": "v1", "source_system": "crm"}}),
+            )
+            .await;
+        assert_eq!(res.status, 201, "{}", res.body);
+    }
+    let res = app.get("/metrics", None).await;
+    let text = res.body.as_str().unwrap();
+    assert_eq!(gauge(text, "consentgate_projection_subjects"), 3, "{text}");
+    let bytes = gauge(text, "consentgate_projection_bytes");
+    // Three 48-byte entries at least, and a small table: not megabytes.
+    assert!((3 * 48..1 << 20).contains(&bytes), "{bytes}");
 }
 
 async fn every_response_carries_a_request_id(app: TestApp) {

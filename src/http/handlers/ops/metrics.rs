@@ -1,6 +1,7 @@
 use actix_web::{HttpResponse, get, web};
 
 use crate::http::observe::Metrics;
+use crate::ledger::Ledger;
 
 /// Prometheus metrics in the text exposition format.
 #[utoipa::path(
@@ -9,7 +10,12 @@ use crate::http::observe::Metrics;
 )]
 #[get("/metrics")]
 #[tracing::instrument(skip_all)]
-pub async fn render_metrics(metrics: web::Data<Metrics>) -> HttpResponse {
+pub async fn render_metrics(
+    metrics: web::Data<Metrics>,
+    ledger: web::Data<Ledger>,
+) -> HttpResponse {
+    let (subjects, bytes) = ledger.projection().footprint();
+    metrics.set_projection(subjects, bytes);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(metrics.render())
