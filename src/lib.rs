@@ -6,6 +6,7 @@
 //! `main` and by the tests alike.
 
 pub mod audit;
+pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -7,6 +7,7 @@
 //! history and call the pure `policy::decide`.
 
 pub mod audit_view;
+pub mod channels;
 pub mod check;
 pub mod console;
 pub mod preferences;

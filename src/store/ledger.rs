@@ -514,13 +514,25 @@ pub fn purge_idempotency_before(
     conn: &mut DbConnection,
     business_id: Uuid,
     cutoff: DateTime<Utc>,
+    channel_cutoff: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
-    Ok(diesel::delete(
+    // Keys of platform deliveries (`channel:` + a keyed digest of the platform's
+    // message id) are kept longer: the platforms redeliver for days.
+    let clients = diesel::delete(
         idempotency_keys::table
             .filter(idempotency_keys::business_id.eq(business_id.to_string()))
+            .filter(idempotency_keys::key.not_like("channel:%"))
             .filter(idempotency_keys::created_at.lt(to_naive(cutoff))),
     )
-    .execute(conn)?)
+    .execute(conn)?;
+    let deliveries = diesel::delete(
+        idempotency_keys::table
+            .filter(idempotency_keys::business_id.eq(business_id.to_string()))
+            .filter(idempotency_keys::key.like("channel:%"))
+            .filter(idempotency_keys::created_at.lt(to_naive(channel_cutoff))),
+    )
+    .execute(conn)?;
+    Ok(clients + deliveries)
 }
 
 /// Every business id with its policy name.

@@ -18,6 +18,7 @@ pub mod projection;
 pub(crate) mod rows;
 pub mod schema;
 pub mod web;
+pub mod channels;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
