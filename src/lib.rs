@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod http;
+pub mod import;
 pub mod ledger;
 pub mod policy;
 pub mod startup;

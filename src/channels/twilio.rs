@@ -94,15 +94,29 @@ mod tests {
 
     #[test]
     fn the_signature_covers_url_and_sorted_parameters() {
-        let p = params(&[("To", "+15005550006"), ("Body", "hi"), ("From", "+14155551234")]);
+        let p = params(&[
+            ("To", "+15005550006"),
+            ("Body", "hi"),
+            ("From", "+14155551234"),
+        ]);
         let mut mac = Hmac::<Sha1>::new_from_slice(b"token").unwrap();
         mac.update(b"https://x.example/hook?a=1BodyhiFrom+14155551234To+15005550006");
         let sig = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
         let url = "https://x.example/hook?a=1";
         assert!(verify_signature(b"token", url, &p, Some(sig.as_bytes())));
         assert!(!verify_signature(b"other", url, &p, Some(sig.as_bytes())));
-        assert!(!verify_signature(b"token", "https://x.example/hook", &p, Some(sig.as_bytes())));
-        assert!(!verify_signature(b"token", url, &p[1..], Some(sig.as_bytes())));
+        assert!(!verify_signature(
+            b"token",
+            "https://x.example/hook",
+            &p,
+            Some(sig.as_bytes())
+        ));
+        assert!(!verify_signature(
+            b"token",
+            url,
+            &p[1..],
+            Some(sig.as_bytes())
+        ));
         assert!(!verify_signature(b"token", url, &p, None));
     }
 

@@ -139,7 +139,11 @@ fn parse_change(change: &Value, serves: &impl Fn(&str) -> bool, parsed: &mut Par
 }
 
 fn array<'a>(value: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
-    value.get(key).and_then(Value::as_array).into_iter().flatten()
+    value
+        .get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
 }
 
 fn str_of<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
@@ -270,7 +274,11 @@ mod tests {
         assert!(!verify_signature(b"other", body, Some(good.as_bytes())));
         assert!(!verify_signature(b"secret", b"{}", Some(good.as_bytes())));
         assert!(!verify_signature(b"secret", body, None));
-        assert!(!verify_signature(b"secret", body, Some(&good.as_bytes()[7..])));
+        assert!(!verify_signature(
+            b"secret",
+            body,
+            Some(&good.as_bytes()[7..])
+        ));
         assert!(!verify_signature(b"secret", body, Some(b"sha256=zz")));
     }
 

@@ -10,6 +10,7 @@ pub mod audit_view;
 pub mod channels;
 pub mod check;
 pub mod console;
+pub mod import;
 pub mod preferences;
 pub mod projection;
 pub mod record;

@@ -97,13 +97,12 @@ fn purge(
             }
         }
     }
-    let idempotency_records =
-        rows::purge_idempotency_before(
-            conn,
-            business_id,
-            now - IDEMPOTENCY_TTL,
-            now - CHANNEL_DELIVERY_TTL,
-        )?;
+    let idempotency_records = rows::purge_idempotency_before(
+        conn,
+        business_id,
+        now - IDEMPOTENCY_TTL,
+        now - CHANNEL_DELIVERY_TTL,
+    )?;
     Ok(RetentionCounts {
         closed_windows,
         evidence_purged,

@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod businesses;
+pub mod channels;
 pub mod fence;
 pub mod keys;
 pub mod ledger;
@@ -18,7 +19,6 @@ pub mod projection;
 pub(crate) mod rows;
 pub mod schema;
 pub mod web;
-pub mod channels;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

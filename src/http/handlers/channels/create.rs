@@ -103,9 +103,24 @@ fn validate(request: &CreateChannelRequest) -> Result<CreateChannel, ApiError> {
     let kind = request.kind;
     let (config, secrets) = match kind {
         ChannelKind::Whatsapp => {
-            forbid("auth_token", request.auth_token.is_some(), kind, &mut errors);
-            forbid("account_sid", request.account_sid.is_some(), kind, &mut errors);
-            forbid("webhook_url", request.webhook_url.is_some(), kind, &mut errors);
+            forbid(
+                "auth_token",
+                request.auth_token.is_some(),
+                kind,
+                &mut errors,
+            );
+            forbid(
+                "account_sid",
+                request.account_sid.is_some(),
+                kind,
+                &mut errors,
+            );
+            forbid(
+                "webhook_url",
+                request.webhook_url.is_some(),
+                kind,
+                &mut errors,
+            );
             let app_secret = secret("app_secret", request.app_secret.as_ref(), &mut errors);
             let verify_token = secret("verify_token", request.verify_token.as_ref(), &mut errors);
             let ids = match &request.phone_number_ids {
@@ -146,8 +161,18 @@ fn validate(request: &CreateChannelRequest) -> Result<CreateChannel, ApiError> {
             }
         }
         ChannelKind::Twilio => {
-            forbid("app_secret", request.app_secret.is_some(), kind, &mut errors);
-            forbid("verify_token", request.verify_token.is_some(), kind, &mut errors);
+            forbid(
+                "app_secret",
+                request.app_secret.is_some(),
+                kind,
+                &mut errors,
+            );
+            forbid(
+                "verify_token",
+                request.verify_token.is_some(),
+                kind,
+                &mut errors,
+            );
             forbid(
                 "phone_number_ids",
                 request.phone_number_ids.is_some(),
@@ -155,8 +180,8 @@ fn validate(request: &CreateChannelRequest) -> Result<CreateChannel, ApiError> {
                 &mut errors,
             );
             let auth_token = secret("auth_token", request.auth_token.as_ref(), &mut errors);
-            let sid = required("account_sid", request.account_sid.as_deref(), &mut errors)
-                .filter(|sid| {
+            let sid = required("account_sid", request.account_sid.as_deref(), &mut errors).filter(
+                |sid| {
                     let ok = is_id(sid) && sid.starts_with("AC");
                     if !ok {
                         errors.push(FieldError::new(
@@ -165,7 +190,8 @@ fn validate(request: &CreateChannelRequest) -> Result<CreateChannel, ApiError> {
                         ));
                     }
                     ok
-                });
+                },
+            );
             let url = required("webhook_url", request.webhook_url.as_deref(), &mut errors)
                 .filter(|url| {
                     let ok = (url.starts_with("https://") || url.starts_with("http://"))

@@ -59,9 +59,7 @@ pub async fn verify_whatsapp_webhook(
     }
     // Digests of equal length, so that the comparison reveals not even the length.
     let matches = token.is_some_and(|token| {
-        bool::from(
-            Sha256::digest(token.as_bytes()).ct_eq(&Sha256::digest(verify_token.as_bytes())),
-        )
+        bool::from(Sha256::digest(token.as_bytes()).ct_eq(&Sha256::digest(verify_token.as_bytes())))
     });
     match (mode.as_deref(), challenge) {
         (Some("subscribe"), Some(challenge)) if matches && challenge.len() <= 1024 => {
@@ -118,9 +116,8 @@ pub async fn receive_whatsapp_webhook(
         count(metrics, PLATFORM, "invalid_signature");
         return Err(ApiError::BadSignature(whatsapp::SIGNATURE_HEADER));
     }
-    let parsed = whatsapp::parse(&body.0, |id| channel.serves(id)).ok_or_else(|| {
-        ApiError::MalformedBody("the webhook body is not a JSON document".into())
-    })?;
+    let parsed = whatsapp::parse(&body.0, |id| channel.serves(id))
+        .ok_or_else(|| ApiError::MalformedBody("the webhook body is not a JSON document".into()))?;
     let mut summary = WebhookResponse::default();
     for skipped in &parsed.skipped {
         count(metrics, PLATFORM, skipped.label());
