@@ -9,10 +9,11 @@
 use uuid::Uuid;
 
 use super::Ledger;
-use super::record::{RecordOptIn, append_opt_in};
+use super::record::{Known, RecordOptIn, append_opt_in};
 use crate::domain::Actor;
 use crate::policy::Policy;
 use crate::store::channels::{self as progress_rows, ImportProgress};
+use crate::store::ledger as store_rows;
 use crate::store::{DbConnection, StoreError};
 
 /// Why a row that passed validation was not imported.
@@ -54,10 +55,31 @@ impl Ledger {
             .write_blocking(conn, business_id, Actor::Cli, |conn, now| {
                 let mut refused = Vec::new();
                 let mut events = Vec::with_capacity(rows.len());
-                for (line, command) in &rows {
-                    let pseudonym = pseudonyms.pseudonym(&command.phone);
-                    match append_opt_in(conn, &keys, policy, business_id, &pseudonym, command, now)
-                    {
+                // Two queries for the batch instead of two per row; a number that
+                // comes twice in a batch is looked up again after its first row.
+                let keyed: Vec<[u8; 32]> = rows
+                    .iter()
+                    .map(|(_, command)| pseudonyms.pseudonym(&command.phone))
+                    .collect();
+                let all: Vec<Vec<u8>> = keyed.iter().map(|p| p.to_vec()).collect();
+                let erased = store_rows::latest_erasures(conn, business_id, &all)?;
+                let mut subjects = store_rows::find_subjects(conn, business_id, &all)?;
+                let mut seen = std::collections::HashSet::with_capacity(rows.len());
+                for ((line, command), pseudonym) in rows.iter().zip(&keyed) {
+                    let known = seen.insert(*pseudonym).then(|| Known {
+                        erased_at: erased.get(pseudonym.as_slice()).copied(),
+                        subject: subjects.remove(pseudonym.as_slice()),
+                    });
+                    match append_opt_in(
+                        conn,
+                        &keys,
+                        policy,
+                        business_id,
+                        pseudonym,
+                        command,
+                        now,
+                        known,
+                    ) {
                         Ok((_, event)) => events.push(event),
                         Err(StoreError::Conflict(COLLECTED_BEFORE_ERASURE)) => refused.push(*line),
                         Err(e) => return Err(e),

@@ -258,8 +258,16 @@ impl Ledger {
         let written = self
             .store
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
-                let (response, event) =
-                    append_opt_in(conn, &keys, &policy, business_id, &pseudonym, &command, now)?;
+                let (response, event) = append_opt_in(
+                    conn,
+                    &keys,
+                    &policy,
+                    business_id,
+                    &pseudonym,
+                    &command,
+                    now,
+                    None,
+                )?;
                 Ok((response, vec![event]))
             })
             .await;
@@ -651,6 +659,16 @@ impl Ledger {
 /// write path of `POST /v1/opt-ins` and of `consentgate import`. Consent
 /// collected before the number was erased is refused
 /// (`Conflict("collected_before_erasure")`) before anything is written.
+/// What a batch already looked up about a row's number, in this transaction.
+pub(crate) struct Known {
+    /// When the number was last erased, if ever.
+    pub erased_at: Option<DateTime<Utc>>,
+    /// Its subject, if it exists.
+    pub subject: Option<rows::SubjectKeys>,
+}
+
+/// `known`: what the caller already looked up (`None`: look it up here).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn append_opt_in(
     conn: &mut DbConnection,
     keys: &super::Keyring,
@@ -659,17 +677,31 @@ pub(crate) fn append_opt_in(
     pseudonym: &[u8; 32],
     command: &RecordOptIn,
     now: DateTime<Utc>,
+    known: Option<Known>,
 ) -> Result<(OptInResponse, NewEvent), StoreError> {
     let effective_at = command.evidence.collected_at.min(now);
     // Consent collected before the person had their data erased is void:
     // a stale import (or any late record of it) cannot re-add the number.
     // Only consent given after the erasure counts.
-    if let Some(erasure) = rows::latest_erasure(conn, business_id, pseudonym)? {
-        if effective_at <= erasure.erased_at {
-            return Err(StoreError::Conflict("collected_before_erasure"));
-        }
+    let (erased_at, found) = match known {
+        Some(known) => (known.erased_at, known.subject),
+        None => (
+            rows::latest_erasure(conn, business_id, pseudonym)?.map(|e| e.erased_at),
+            rows::find_subject(conn, business_id, pseudonym)?,
+        ),
+    };
+    if erased_at.is_some_and(|erased_at| effective_at <= erased_at) {
+        return Err(StoreError::Conflict("collected_before_erasure"));
     }
-    let subject = open_or_create_subject(conn, keys, business_id, &command.phone, pseudonym, now)?;
+    let subject = super::open_or_create_found(
+        conn,
+        keys,
+        business_id,
+        &command.phone,
+        pseudonym,
+        now,
+        found,
+    )?;
     let categories = names(&command.categories);
     let pending = needs_confirmation(policy, &categories);
     let evidence = sealed_evidence(&subject, business_id, &command.evidence)?;
