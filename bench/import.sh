@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 ROWS="${1:-1000000}"
 BATCH="${2:-2000}"
 
-cargo build --release --quiet
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet
 BIN="$PWD/target/release/consentgate"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT

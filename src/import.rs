@@ -441,6 +441,9 @@ pub fn run(ledger: &Ledger, options: &ImportOptions) -> Result<ImportSummary, St
             .map_err(|e| format!("{}: {e}", rejects_path.display()))?;
     }
     let total_bytes = std::fs::metadata(&options.file).map_or(0, |m| m.len());
+    if !options.dry_run {
+        store.begin_bulk(&mut conn).map_err(|e| e.to_string())?;
+    }
     let mut progress_view = Progress::new(total_bytes);
 
     let (tx, rx) = mpsc::sync_channel(2);
@@ -539,6 +542,7 @@ pub fn run(ledger: &Ledger, options: &ImportOptions) -> Result<ImportSummary, St
     }
     drop(rx);
     let _ = reader.join();
+    let _ = store.end_bulk(&mut conn);
     progress_view.finish();
     if let Some(e) = failure {
         return Err(e);
