@@ -62,6 +62,29 @@ enum Command {
     /// Checkpoint signing key utilities.
     #[command(subcommand, name = "signing-key")]
     SigningKey(SigningKeyCommand),
+    /// Import legacy opt-ins from a CSV file (see README "Importing legacy opt-ins").
+    Import {
+        /// The business the opt-ins belong to.
+        #[arg(long)]
+        business: Uuid,
+        /// The CSV file.
+        file: PathBuf,
+        /// Where rejected rows are written (default: FILE.rejects.csv).
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+        /// Continue an interrupted import of the same file after its last committed row.
+        #[arg(long)]
+        resume: bool,
+        /// Validate every row without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 2000)]
+        batch_size: usize,
+        /// Stop after this many committed batches (to test --resume).
+        #[arg(long, hide = true)]
+        stop_after_batches: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -312,6 +335,38 @@ fn execute(command: Command) -> Result<ExitCode, String> {
                 .ok_or("no signing key configured")?;
             print!("{}", key.to_pem());
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Import {
+            business,
+            file,
+            rejects,
+            resume,
+            dry_run,
+            batch_size,
+            stop_after_batches,
+        } => {
+            let prepared = startup::prepare(&settings()?).map_err(|e| e.to_string())?;
+            let ledger = crate::ledger::Ledger::new(
+                prepared.store,
+                std::sync::Arc::new(crate::ledger::Keyring::new(prepared.master_key)),
+                std::sync::Arc::new(prepared.policies),
+            );
+            let options = crate::import::ImportOptions {
+                business_id: business,
+                file,
+                rejects,
+                resume,
+                dry_run,
+                batch_size,
+                stop_after_batches,
+            };
+            let summary = crate::import::run(&ledger, &options)?;
+            print_json(&serde_json::to_value(&summary).map_err(|e| e.to_string())?);
+            Ok(if summary.complete {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
         }
         Command::MasterKey(MasterKeyCommand::Generate) => {
             println!("{}", MasterKey::generate().to_base64());

@@ -6,11 +6,13 @@
 //! `main` and by the tests alike.
 
 pub mod audit;
+pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod http;
+pub mod import;
 pub mod ledger;
 pub mod policy;
 pub mod startup;

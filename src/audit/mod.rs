@@ -27,6 +27,8 @@ pub enum EventType {
     RetentionPurge,
     PreferenceLinkCreated,
     PreferenceLinkRevoked,
+    ChannelCreated,
+    ChannelRevoked,
 }
 
 impl EventType {
@@ -47,6 +49,8 @@ impl EventType {
             EventType::RetentionPurge => "retention.purge",
             EventType::PreferenceLinkCreated => "preference_link.created",
             EventType::PreferenceLinkRevoked => "preference_link.revoked",
+            EventType::ChannelCreated => "channel.created",
+            EventType::ChannelRevoked => "channel.revoked",
         }
     }
 }

@@ -17,6 +17,9 @@ pub enum Actor {
     Key(Uuid),
     /// The person themselves, through their preference link (the link's id).
     PreferenceLink(Uuid),
+    /// A messaging platform, through a channel connection's signed webhook (the
+    /// connection's id).
+    Channel(Uuid),
 }
 
 impl fmt::Display for Actor {
@@ -27,6 +30,7 @@ impl fmt::Display for Actor {
             Actor::System => f.write_str("system"),
             Actor::Key(id) => write!(f, "key:{id}"),
             Actor::PreferenceLink(id) => write!(f, "link:{id}"),
+            Actor::Channel(id) => write!(f, "channel:{id}"),
         }
     }
 }

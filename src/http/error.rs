@@ -81,6 +81,12 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    /// A webhook whose platform signature is missing or wrong (the header named).
+    #[error("bad webhook signature")]
+    BadSignature(&'static str),
+    /// A webhook verification handshake that did not present the verify token.
+    #[error("verification refused")]
+    VerificationRefused,
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
     /// The store (or another dependency) cannot answer; the cause is logged only.
@@ -106,6 +112,8 @@ impl ApiError {
             ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::BadSignature(_) => "invalid_signature",
+            ApiError::VerificationRefused => "verification_refused",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
@@ -123,6 +131,8 @@ impl ApiError {
             ApiError::BadRequest { .. } => "Bad request",
             ApiError::Unauthorized => "Unauthorized",
             ApiError::Forbidden(_) => "Forbidden",
+            ApiError::BadSignature(_) => "Invalid signature",
+            ApiError::VerificationRefused => "Verification refused",
             ApiError::NotFound => "Not found",
             ApiError::MethodNotAllowed(_) => "Method not allowed",
             ApiError::Conflict { .. } => "Conflict",
@@ -145,6 +155,13 @@ impl ApiError {
                 "send a valid API key as `Authorization: Bearer <key>`".to_owned()
             }
             ApiError::Forbidden(scope) => format!("this key does not have the scope `{scope}`"),
+            ApiError::BadSignature(header) => {
+                format!("the `{header}` header is missing or does not sign this request")
+            }
+            ApiError::VerificationRefused => {
+                "hub.mode must be subscribe and hub.verify_token the connection's verify token"
+                    .to_owned()
+            }
             ApiError::NotFound => "no such resource".to_owned(),
             ApiError::MethodNotAllowed(_) => {
                 "this resource does not support this method".to_owned()
@@ -219,6 +236,8 @@ impl ResponseError for ApiError {
             ApiError::MalformedBody(_) | ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::BadSignature(_) => StatusCode::UNAUTHORIZED,
+            ApiError::VerificationRefused => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,

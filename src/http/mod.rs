@@ -20,8 +20,8 @@ use self::error::ApiError;
 /// OpenAPI document sees it.
 pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     use handlers::{
-        audit, blocks, businesses, checks, inbound_messages, keys, ops, opt_ins, preference_links,
-        revocations, subjects,
+        audit, blocks, businesses, channels, checks, inbound_messages, keys, ops, opt_ins,
+        preference_links, revocations, subjects, webhooks,
     };
     cfg.service(ops::health::check_health)
         .service(ops::ready::check_ready)
@@ -48,7 +48,13 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(audit::checkpoints::list_audit_checkpoints)
         .service(audit::checkpoints::create_audit_checkpoint)
         .service(preference_links::create::create_preference_link)
-        .service(preference_links::revoke::revoke_preference_link);
+        .service(preference_links::revoke::revoke_preference_link)
+        .service(channels::create::create_channel)
+        .service(channels::list::list_channels)
+        .service(channels::revoke::revoke_channel)
+        .service(webhooks::whatsapp::verify_whatsapp_webhook)
+        .service(webhooks::whatsapp::receive_whatsapp_webhook)
+        .service(webhooks::twilio::receive_twilio_webhook);
 }
 
 /// Which methods each route pattern has, to answer 405 (with `Allow`) rather than

@@ -40,6 +40,20 @@ struct RequestLabels {
     status: &'static str,
 }
 
+/// Labels of the channel-webhook counters: every value is a `&'static str` from
+/// a closed set (the platform, what became of an item, a known status code or
+/// `other`), never a value from the payload.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    platform: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    code: &'static str,
+}
+
 /// The method as a label: a standard method, or `other`.
 fn method_label(method: &Method) -> &'static str {
     match *method {
@@ -79,6 +93,8 @@ pub struct Metrics {
     latency: Family<RequestLabels, Histogram, fn() -> Histogram>,
     projection_subjects: Gauge,
     projection_bytes: Gauge,
+    channel_items: Family<ChannelLabels, Counter>,
+    channel_statuses: Family<StatusLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -110,12 +126,26 @@ impl Default for Metrics {
             "Heap bytes of this node's in-memory projection's indexes",
             projection_bytes.clone(),
         );
+        let channel_items = Family::<ChannelLabels, Counter>::default();
+        registry.register(
+            "channel_webhook_items",
+            "Items of channel webhooks, by platform and what became of them",
+            channel_items.clone(),
+        );
+        let channel_statuses = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "whatsapp_statuses_ignored",
+            "WhatsApp delivery statuses that say nothing about consent, by error code",
+            channel_statuses.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
             projection_subjects,
             projection_bytes,
+            channel_items,
+            channel_statuses,
         }
     }
 }
@@ -137,6 +167,20 @@ impl Metrics {
             .set(i64::try_from(subjects).unwrap_or(i64::MAX));
         self.projection_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one item of a channel webhook.
+    pub fn channel_item(&self, platform: &'static str, outcome: &'static str) {
+        self.channel_items
+            .get_or_create(&ChannelLabels { platform, outcome })
+            .inc();
+    }
+
+    /// Counts one ignored WhatsApp delivery status by its (closed-set) code label.
+    pub fn whatsapp_status(&self, code: &'static str) {
+        self.channel_statuses
+            .get_or_create(&StatusLabels { code })
+            .inc();
     }
 
     /// The Prometheus text exposition.

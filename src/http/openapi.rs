@@ -27,6 +27,8 @@ use super::error::{FieldError, Problem};
         (name = "checks", description = "may_contact, one number or a campaign (scope checks:read). Prices are estimates from the policy, not invoices."),
         (name = "subjects", description = "Data-subject rights: export and erasure (scope subjects:manage)"),
         (name = "audit", description = "The tamper-evident audit log for auditors (scope audit:read)"),
+        (name = "channels", description = "Connections to messaging platforms whose webhooks come in here (scope keys:manage)"),
+        (name = "webhooks", description = "The platforms' webhooks, authenticated by the platform's signature, not by an API key"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )
 )]

@@ -7,8 +7,10 @@
 //! history and call the pure `policy::decide`.
 
 pub mod audit_view;
+pub mod channels;
 pub mod check;
 pub mod console;
+pub mod import;
 pub mod preferences;
 pub mod projection;
 pub mod record;
@@ -178,7 +180,22 @@ pub(crate) fn open_or_create_subject(
     pseudonym: &[u8; 32],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<OpenSubject, StoreError> {
-    match rows::find_subject(conn, business_id, pseudonym)? {
+    let found = rows::find_subject(conn, business_id, pseudonym)?;
+    open_or_create_found(conn, keys, business_id, phone, pseudonym, now, found)
+}
+
+/// [`open_or_create_subject`] with the subject already looked up (`found`, in
+/// this transaction: the bulk import looks up a batch at once).
+pub(crate) fn open_or_create_found(
+    conn: &mut DbConnection,
+    keys: &Keyring,
+    business_id: Uuid,
+    phone: &Phone,
+    pseudonym: &[u8; 32],
+    now: chrono::DateTime<chrono::Utc>,
+    found: Option<SubjectKeys>,
+) -> Result<OpenSubject, StoreError> {
+    match found {
         Some(SubjectKeys {
             id,
             wrapped_key: Some(wrapped),

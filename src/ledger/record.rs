@@ -258,63 +258,16 @@ impl Ledger {
         let written = self
             .store
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
-                let effective_at = command.evidence.collected_at.min(now);
-                // Consent collected before the person had their data erased is void:
-                // a stale import (or any late record of it) cannot re-add the number.
-                // Only consent given after the erasure counts.
-                if let Some(erasure) = rows::latest_erasure(conn, business_id, &pseudonym)? {
-                    if effective_at <= erasure.erased_at {
-                        return Err(StoreError::Conflict("collected_before_erasure"));
-                    }
-                }
-                let subject = open_or_create_subject(
+                let (response, event) = append_opt_in(
                     conn,
                     &keys,
+                    &policy,
                     business_id,
-                    &command.phone,
                     &pseudonym,
+                    &command,
                     now,
+                    None,
                 )?;
-                let categories = names(&command.categories);
-                let pending = needs_confirmation(&policy, &categories);
-                let evidence = sealed_evidence(&subject, business_id, &command.evidence)?;
-                let fact = NewFact {
-                    categories: Some(categories.clone()),
-                    channel: Some(command.channel.as_str().to_owned()),
-                    evidence: Some(evidence.clone()),
-                    ..NewFact::new(FactKind::OptIn, business_id, subject.id, effective_at, now)
-                };
-                rows::insert_fact(conn, &fact)?;
-                let status = if pending {
-                    OptInStatus::PendingConfirmation
-                } else {
-                    OptInStatus::Active
-                };
-                let response = OptInResponse {
-                    id: fact.id,
-                    subject_id: subject.id,
-                    status,
-                    categories,
-                    channel: command.channel,
-                    collected_at: command.evidence.collected_at,
-                    recorded_at: now,
-                    expires_at: effective_at + policy.max_age(),
-                    confirmed_at: None,
-                };
-                let event = NewEvent::about(
-                    EventType::OptInRecorded,
-                    subject.id,
-                    json!({
-                        "opt_in_id": fact.id,
-                        "categories": response.categories,
-                        "channel": command.channel,
-                        "status": status,
-                        "collected_at": command.evidence.collected_at,
-                        "effective_at": effective_at,
-                        "policy": policy.versioned(),
-                        "evidence": sealed_text(&evidence),
-                    }),
-                );
                 Ok((response, vec![event]))
             })
             .await;
@@ -700,6 +653,96 @@ impl Ledger {
         self.after_write(caller).await;
         written
     }
+}
+
+/// Appends one opt-in (the fact and its audit event) inside a write: the one
+/// write path of `POST /v1/opt-ins` and of `consentgate import`. Consent
+/// collected before the number was erased is refused
+/// (`Conflict("collected_before_erasure")`) before anything is written.
+/// What a batch already looked up about a row's number, in this transaction.
+pub(crate) struct Known {
+    /// When the number was last erased, if ever.
+    pub erased_at: Option<DateTime<Utc>>,
+    /// Its subject, if it exists.
+    pub subject: Option<rows::SubjectKeys>,
+}
+
+/// `known`: what the caller already looked up (`None`: look it up here).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn append_opt_in(
+    conn: &mut DbConnection,
+    keys: &super::Keyring,
+    policy: &Policy,
+    business_id: Uuid,
+    pseudonym: &[u8; 32],
+    command: &RecordOptIn,
+    now: DateTime<Utc>,
+    known: Option<Known>,
+) -> Result<(OptInResponse, NewEvent), StoreError> {
+    let effective_at = command.evidence.collected_at.min(now);
+    // Consent collected before the person had their data erased is void:
+    // a stale import (or any late record of it) cannot re-add the number.
+    // Only consent given after the erasure counts.
+    let (erased_at, found) = match known {
+        Some(known) => (known.erased_at, known.subject),
+        None => (
+            rows::latest_erasure(conn, business_id, pseudonym)?.map(|e| e.erased_at),
+            rows::find_subject(conn, business_id, pseudonym)?,
+        ),
+    };
+    if erased_at.is_some_and(|erased_at| effective_at <= erased_at) {
+        return Err(StoreError::Conflict("collected_before_erasure"));
+    }
+    let subject = super::open_or_create_found(
+        conn,
+        keys,
+        business_id,
+        &command.phone,
+        pseudonym,
+        now,
+        found,
+    )?;
+    let categories = names(&command.categories);
+    let pending = needs_confirmation(policy, &categories);
+    let evidence = sealed_evidence(&subject, business_id, &command.evidence)?;
+    let fact = NewFact {
+        categories: Some(categories.clone()),
+        channel: Some(command.channel.as_str().to_owned()),
+        evidence: Some(evidence.clone()),
+        ..NewFact::new(FactKind::OptIn, business_id, subject.id, effective_at, now)
+    };
+    rows::insert_fact(conn, &fact)?;
+    let status = if pending {
+        OptInStatus::PendingConfirmation
+    } else {
+        OptInStatus::Active
+    };
+    let response = OptInResponse {
+        id: fact.id,
+        subject_id: subject.id,
+        status,
+        categories,
+        channel: command.channel,
+        collected_at: command.evidence.collected_at,
+        recorded_at: now,
+        expires_at: effective_at + policy.max_age(),
+        confirmed_at: None,
+    };
+    let event = NewEvent::about(
+        EventType::OptInRecorded,
+        subject.id,
+        json!({
+            "opt_in_id": fact.id,
+            "categories": response.categories,
+            "channel": command.channel,
+            "status": status,
+            "collected_at": command.evidence.collected_at,
+            "effective_at": effective_at,
+            "policy": policy.versioned(),
+            "evidence": sealed_text(&evidence),
+        }),
+    );
+    Ok((response, event))
 }
 
 /// A revocation to append.

@@ -30,6 +30,9 @@ use crate::store::{DbConnection, StoreError};
 const LONGEST_WINDOW: Duration = Duration::hours(168);
 /// How long an Idempotency-Key is remembered.
 const IDEMPOTENCY_TTL: Duration = Duration::hours(24);
+/// How long a platform delivery (a webhook's message id) is remembered: Meta
+/// redelivers a failed webhook for up to 7 days, so longer than that.
+pub const CHANNEL_DELIVERY_TTL: Duration = Duration::days(30);
 
 impl Ledger {
     /// One retention run over every business; returns what was purged per
@@ -94,8 +97,12 @@ fn purge(
             }
         }
     }
-    let idempotency_records =
-        rows::purge_idempotency_before(conn, business_id, now - IDEMPOTENCY_TTL)?;
+    let idempotency_records = rows::purge_idempotency_before(
+        conn,
+        business_id,
+        now - IDEMPOTENCY_TTL,
+        now - CHANNEL_DELIVERY_TTL,
+    )?;
     Ok(RetentionCounts {
         closed_windows,
         evidence_purged,

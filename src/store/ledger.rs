@@ -114,6 +114,60 @@ pub fn find_subject(
     .transpose()
 }
 
+/// The subjects of these pseudonyms (of this business) that exist, by
+/// pseudonym: one query for a batch (the bulk import).
+pub fn find_subjects(
+    conn: &mut DbConnection,
+    business_id: Uuid,
+    pseudonyms: &[Vec<u8>],
+) -> Result<std::collections::HashMap<Vec<u8>, SubjectKeys>, StoreError> {
+    let mut found = std::collections::HashMap::new();
+    for chunk in pseudonyms.chunks(500) {
+        let rows = subjects::table
+            .filter(subjects::business_id.eq(business_id.to_string()))
+            .filter(subjects::pseudonym.eq_any(chunk))
+            .select((subjects::pseudonym, subjects::id, subjects::wrapped_key))
+            .load::<(Vec<u8>, String, Option<Vec<u8>>)>(conn)?;
+        for (pseudonym, id, wrapped_key) in rows {
+            found.insert(
+                pseudonym,
+                SubjectKeys {
+                    id: parse_id(&id)?,
+                    wrapped_key,
+                },
+            );
+        }
+    }
+    Ok(found)
+}
+
+/// The latest erasure time of each of these pseudonyms that was ever erased:
+/// one query for a batch (the bulk import).
+pub fn latest_erasures(
+    conn: &mut DbConnection,
+    business_id: Uuid,
+    pseudonyms: &[Vec<u8>],
+) -> Result<std::collections::HashMap<Vec<u8>, DateTime<Utc>>, StoreError> {
+    use super::schema::erasures;
+    let mut latest: std::collections::HashMap<Vec<u8>, DateTime<Utc>> =
+        std::collections::HashMap::new();
+    for chunk in pseudonyms.chunks(500) {
+        let rows = erasures::table
+            .filter(erasures::business_id.eq(business_id.to_string()))
+            .filter(erasures::pseudonym.eq_any(chunk))
+            .select((erasures::pseudonym, erasures::erased_at))
+            .load::<(Vec<u8>, chrono::NaiveDateTime)>(conn)?;
+        for (pseudonym, at) in rows {
+            let at = super::rows::from_naive(at);
+            let entry = latest.entry(pseudonym).or_insert(at);
+            if at > *entry {
+                *entry = at;
+            }
+        }
+    }
+    Ok(latest)
+}
+
 /// Inserts a new subject. Runs under the business's write lock, so a find that
 /// came back empty cannot race another insert of the same pseudonym.
 pub fn insert_subject(
@@ -514,13 +568,25 @@ pub fn purge_idempotency_before(
     conn: &mut DbConnection,
     business_id: Uuid,
     cutoff: DateTime<Utc>,
+    channel_cutoff: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
-    Ok(diesel::delete(
+    // Keys of platform deliveries (`channel:` + a keyed digest of the platform's
+    // message id) are kept longer: the platforms redeliver for days.
+    let clients = diesel::delete(
         idempotency_keys::table
             .filter(idempotency_keys::business_id.eq(business_id.to_string()))
+            .filter(idempotency_keys::key.not_like("channel:%"))
             .filter(idempotency_keys::created_at.lt(to_naive(cutoff))),
     )
-    .execute(conn)?)
+    .execute(conn)?;
+    let deliveries = diesel::delete(
+        idempotency_keys::table
+            .filter(idempotency_keys::business_id.eq(business_id.to_string()))
+            .filter(idempotency_keys::key.like("channel:%"))
+            .filter(idempotency_keys::created_at.lt(to_naive(channel_cutoff))),
+    )
+    .execute(conn)?;
+    Ok(clients + deliveries)
 }
 
 /// Every business id with its policy name.

@@ -114,6 +114,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     preference_links,
     console_sessions,
+    channels,
+    import_progress,
 );
 
 diesel::table! {
@@ -163,3 +165,32 @@ diesel::table! {
 
 diesel::joinable!(preference_links -> subjects (subject_id));
 diesel::joinable!(preference_links -> businesses (business_id));
+
+diesel::table! {
+    channels (id) {
+        id -> Text,
+        business_id -> Text,
+        kind -> Text,
+        name -> Text,
+        config -> Text,
+        wrapped_key -> Binary,
+        secrets -> Binary,
+        fingerprint -> Text,
+        created_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    import_progress (business_id, file_hash) {
+        business_id -> Text,
+        file_hash -> Text,
+        last_line -> BigInt,
+        imported -> BigInt,
+        rejected -> BigInt,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(channels -> businesses (business_id));
+diesel::joinable!(import_progress -> businesses (business_id));

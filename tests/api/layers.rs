@@ -31,6 +31,7 @@ fn layers_point_inward() {
         ("crypto", &["actix", "diesel"]),
         ("audit", &["actix", "diesel"]),
         ("ledger", &["actix", "diesel"]),
+        ("channels", &["actix", "diesel"]),
         ("http", &["diesel"]),
         ("store", &["actix"]),
     ];

@@ -46,6 +46,9 @@ const ENDPOINTS: &[(&str, &str, &str)] = &[
     ("POST", "/v1/audit/checkpoints", "audit:read"),
     ("POST", "/v1/preference-links", "consents:write"),
     ("DELETE", "/v1/preference-links/{id}", "consents:write"),
+    ("POST", "/v1/channels", "keys:manage"),
+    ("GET", "/v1/channels", "keys:manage"),
+    ("DELETE", "/v1/channels/{id}", "keys:manage"),
 ];
 
 /// (method, path, scope) of every operation the OpenAPI document secures with an
@@ -99,6 +102,8 @@ fn body(path: &str) -> Option<Value> {
         "/v1/subjects/export" | "/v1/subjects/erase" => json!({"phone": "+31612349906"}),
         "/v1/audit/checkpoints" => json!({}),
         "/v1/preference-links" => json!({"phone": "+31612349907"}),
+        "/v1/channels" => json!({"kind": "whatsapp", "app_secret": "s", "verify_token": "t",
+                                 "phone_number_ids": ["1065403522"]}),
         _ => return None,
     })
 }
@@ -156,7 +161,18 @@ async fn every_endpoint_refuses_a_key_without_its_scope_and_accepts_one_with_onl
         .await;
     assert_eq!(link.status, 201, "{}", link.body);
     let link_id = link.body["id"].as_str().unwrap().to_owned();
+    let channel = app
+        .post(
+            "/v1/channels",
+            Some(&biz.key),
+            &json!({"kind": "twilio", "auth_token": "t", "account_sid": "AC1",
+                    "webhook_url": "https://x.example/hook"}),
+        )
+        .await;
+    assert_eq!(channel.status, 201, "{}", channel.body);
+    let channel_id = channel.body["id"].as_str().unwrap().to_owned();
     let concrete = |path: &str| match path {
+        "/v1/channels/{id}" => format!("/v1/channels/{channel_id}"),
         "/v1/keys/{id}" => format!("/v1/keys/{spare_key_id}"),
         "/v1/preference-links/{id}" => format!("/v1/preference-links/{link_id}"),
         "/v1/opt-ins/{id}/confirm" => format!("/v1/opt-ins/{opt_in_id}/confirm"),

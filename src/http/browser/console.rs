@@ -58,6 +58,8 @@ const EVENT_TYPES: &[&str] = &[
     "retention.purge",
     "preference_link.created",
     "preference_link.revoked",
+    "channel.created",
+    "channel.revoked",
 ];
 
 /// A signed-in request: who, and the session id (for its CSRF binding).

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod blocks;
 pub mod businesses;
+pub mod channels;
 pub mod checks;
 pub mod inbound_messages;
 pub mod keys;
@@ -11,6 +12,7 @@ pub mod opt_ins;
 pub mod preference_links;
 pub mod revocations;
 pub mod subjects;
+pub mod webhooks;
 pub(crate) mod withdrawal;
 
 use actix_web::http::StatusCode;

@@ -1,0 +1,38 @@
+use actix_web::{HttpResponse, get, web};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::Scope;
+use crate::http::auth::Principal;
+use crate::http::error::{ApiError, Problem};
+use crate::http::handlers::caller;
+use crate::ledger::Ledger;
+use crate::ledger::channels::ChannelResponse;
+
+/// The business's channel connections in force, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelListResponse {
+    pub channels: Vec<ChannelResponse>,
+}
+
+/// Lists the connections: ids, kinds, names and fingerprints, never a secret.
+#[utoipa::path(
+    tag = "channels",
+    security(("api_key" = ["keys:manage"])),
+    responses(
+        (status = 200, body = ChannelListResponse),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[get("/v1/channels")]
+#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+pub async fn list_channels(
+    principal: Principal,
+    ledger: web::Data<Ledger>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require(Scope::KeysManage)?;
+    let caller = caller(&principal, &ledger)?;
+    let channels = ledger.list_channels(&caller).await?;
+    Ok(HttpResponse::Ok().json(ChannelListResponse { channels }))
+}
