@@ -14,6 +14,7 @@ use crate::policy::PolicySet;
 use crate::store::Store;
 use crate::store::businesses::Business;
 use crate::store::keys::ApiKey;
+use crate::http::responses::{OperatorErrors, JsonBodyErrors, StoreErrors};
 
 /// A business to create.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -48,8 +49,8 @@ pub struct BusinessCreatedResponse {
     security(("operator_token" = [])),
     request_body = CreateBusinessRequest,
     responses(
+        OperatorErrors, JsonBodyErrors, StoreErrors,
         (status = 201, body = BusinessCreatedResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid name or unknown policy", body = Problem, content_type = "application/problem+json"),
     )
 )]

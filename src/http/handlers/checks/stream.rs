@@ -20,6 +20,7 @@ use crate::http::handlers::{caller, unknown_category};
 use crate::ledger::check::StreamCounts;
 use crate::ledger::{Caller, Ledger};
 use crate::policy::Category;
+use crate::http::responses::{ApiKeyErrors, QueryErrors};
 
 /// The media type of both the request and the response.
 pub const NDJSON: &str = "application/x-ndjson";
@@ -80,14 +81,11 @@ pub struct CheckStreamSummary {
     request_body(content = CheckStreamLine, content_type = "application/x-ndjson",
         description = "one JSON object per line: {\"phone\": \"+31612345678\"}"),
     responses(
+        ApiKeyErrors, QueryErrors,
         (status = 200, description = "one CheckStreamItem per line, in input order, then a CheckStreamSummary",
             body = CheckStreamItem, content_type = "application/x-ndjson"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/x-ndjson`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "unknown category or region", body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "state unavailable: the answer is no (`allowed: false`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/v1/checks/stream")]

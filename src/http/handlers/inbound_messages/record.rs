@@ -12,6 +12,7 @@ use crate::http::handlers::withdrawal::LenientBody;
 use crate::http::handlers::{caller, idempotency, optional_text, written};
 use crate::ledger::Ledger;
 use crate::ledger::record::{InboundResponse, RecordInbound};
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 
 /// A message the person sent to the business. `phone` and `received_at` are
 /// required; any other field that is malformed is dropped and named in
@@ -56,9 +57,8 @@ const FIELDS: &[&str] = &[
     request_body = RecordInboundMessageRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "retry-safe key")),
     responses(
+        ApiKeyErrors, JsonBodyErrors,
         (status = 201, body = InboundResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "no valid phone or received_at", body = Problem, content_type = "application/problem+json"),
     )
