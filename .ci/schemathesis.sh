@@ -6,19 +6,22 @@
 #   .ci/schemathesis.sh [sqlite|postgres|both]     (default: both)
 #
 # Environment:
-#   SCHEMATHESIS_MAX_EXAMPLES  examples per operation and phase (default 25)
+#   SCHEMATHESIS_MAX_EXAMPLES  examples per operation and phase (default 100)
 #   SCHEMATHESIS_SEED          hypothesis seed (default 1, fixed so CI is repeatable;
 #                              set another to explore)
 #   SCHEMATHESIS_PROFILE       debug (default, shares the test build) or release
 #   TEST_POSTGRES_URL          PostgreSQL server (a database is created and dropped)
 #
+# NDJSON bodies and answers go through .ci/schemathesis_hooks.py.
+# One worker: hypothesis 6 crashed now and then with two ("AST constructor
+# recursion depth mismatch", a tool error, not a finding).
 # Installs schemathesis (pinned, from PyPI) into bench/.tools/venv (gitignored)
 # with python3.11 or python3 on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
-MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-25}"
+MAX_EXAMPLES="${SCHEMATHESIS_MAX_EXAMPLES:-100}"
 SEED="${SCHEMATHESIS_SEED:-1}"
 PROFILE="${SCHEMATHESIS_PROFILE:-debug}"
 WHICH="${1:-both}"
@@ -88,10 +91,10 @@ run_backend() {
     echo "== schemathesis $SCHEMATHESIS_VERSION on $backend ($PROFILE binary, $MAX_EXAMPLES examples per operation, seed $SEED)"
     started=$(date +%s)
     status=0
-    "$VENV/bin/schemathesis" --no-color run "$url/openapi.yaml" --url "$url" \
+    SCHEMATHESIS_HOOKS=schemathesis_hooks PYTHONPATH=.ci "$VENV/bin/schemathesis" --no-color run "$url/openapi.yaml" --url "$url" \
       -H "Authorization: Bearer $key" \
       --checks "$CHECKS" \
-      --max-examples "$MAX_EXAMPLES" --seed "$SEED" --workers 2 \
+      --max-examples "$MAX_EXAMPLES" --seed "$SEED" --workers 1 \
       --phases examples,coverage,fuzzing \
       --suppress-health-check all \
       --request-timeout 30 || status=$?
