@@ -6,7 +6,7 @@
 #   bash bench/fuzz.sh [cases] [target...]
 #
 # Targets (test names in tests/fuzz.rs): fuzz_phone_parse fuzz_phone_recognise
-# fuzz_evidence_parse fuzz_policy_file fuzz_keyword_forms
+# fuzz_evidence_parse fuzz_withdrawal_body fuzz_policy_file fuzz_keyword_forms
 # fuzz_keyword_opt_out_disguised fuzz_audit_chain_verify fuzz_json_body_bytes
 # fuzz_json_body_structured. A panic or a broken invariant fails the target
 # (proptest shrinks it, prints the minimal input and keeps it in
@@ -17,7 +17,7 @@ CASES="${1:-1000000}"
 shift || true
 TARGETS=("$@")
 if [ ${#TARGETS[@]} -eq 0 ]; then
-  TARGETS=(fuzz_phone_parse fuzz_phone_recognise fuzz_evidence_parse fuzz_policy_file
+  TARGETS=(fuzz_phone_parse fuzz_phone_recognise fuzz_evidence_parse fuzz_withdrawal_body fuzz_policy_file
     fuzz_keyword_forms fuzz_keyword_opt_out_disguised fuzz_audit_chain_verify
     fuzz_json_body_bytes fuzz_json_body_structured)
 fi

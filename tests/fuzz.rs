@@ -19,8 +19,8 @@ use consentgate::domain::evidence::{Channel, Evidence, Limits, Strictness};
 use consentgate::domain::phone::{E164Candidate, Phone};
 use consentgate::http::error::ApiError;
 use consentgate::http::extract::parse_json;
-use consentgate::policy::model::{KeywordKind, Policy};
 use consentgate::policy::keywords::{common_form, opt_out_form};
+use consentgate::policy::model::{KeywordKind, Policy};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{Map, Value};
@@ -216,6 +216,89 @@ proptest! {
         let again = Evidence::parse_withdrawal(channel, Some(&kept), &limits);
         prop_assert!(again.dropped.is_empty(), "dropped on the second pass: {:?}", again.dropped);
         prop_assert_eq!(again.evidence, withdrawal.evidence);
+    }
+}
+
+// ------------------------------------------- withdrawal and webhook bodies
+
+const WITHDRAWAL_FIELDS: &[&str] = &[
+    "phone",
+    "default_region",
+    "categories",
+    "channel",
+    "evidence",
+];
+
+/// A withdrawal body (revocation, block, inbound-message webhook): mostly its
+/// own fields with plausible values, and junk.
+fn withdrawal_body() -> impl Strategy<Value = Value> {
+    let key = prop_oneof![
+        6 => proptest::sample::select(WITHDRAWAL_FIELDS).prop_map(str::to_owned),
+        1 => "\\PC{0,12}",
+    ];
+    let value = prop_oneof![
+        2 => phone_like().prop_map(Value::String),
+        1 => proptest::collection::vec(
+            "(marketing|utility|authentication|service|MARKETING|[a-z]{0,12}|\\PC{0,6})",
+            0..4
+        )
+        .prop_map(|c| Value::Array(c.into_iter().map(Value::String).collect())),
+        1 => REGIONS.prop_map(Value::String),
+        2 => scalar(),
+        2 => evidence_object(),
+    ];
+    prop_oneof![
+        10 => proptest::collection::vec((key, value), 0..7)
+            .prop_map(|entries| Value::Object(entries.into_iter().collect::<Map<_, _>>())),
+        1 => json_value(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn fuzz_withdrawal_body(body in withdrawal_body(), which in any::<prop::sample::Index>()) {
+        use consentgate::http::handlers::withdrawal::LenientBody;
+        let policy = which.get(parsed_policies());
+        let limits = limits();
+        // What the revocation handler does with a body that parsed as JSON.
+        let Ok(mut lenient) = LenientBody::new(&body, WITHDRAWAL_FIELDS) else {
+            prop_assert!(!body.is_object());
+            return Ok(());
+        };
+        let phone = lenient.phone();
+        let categories = lenient.categories(policy);
+        let channel = lenient.channel(Channel::Api);
+        let withdrawal = lenient.evidence(channel, &limits);
+        match lenient.finish() {
+            Ok(dropped) => {
+                // Only a bad phone refuses a withdrawal (GDPR Art. 7(3)).
+                let phone = phone.expect("a withdrawal that is recorded has a number");
+                check_phone(phone.as_e164(), None)?;
+                prop_assert_eq!(withdrawal.evidence.channel(), channel);
+                if let Some(categories) = categories {
+                    prop_assert!(!categories.is_empty());
+                }
+                for problem in &dropped {
+                    prop_assert!(!problem.field.is_empty());
+                    // A dropped field is named, never its value.
+                    if let Some(Value::String(raw)) = body.get("phone") {
+                        if raw.len() >= 6 {
+                            prop_assert!(!problem.message.contains(raw.as_str()));
+                            prop_assert!(!problem.field.contains(raw.as_str()));
+                        }
+                    }
+                }
+            }
+            Err(ApiError::Validation(errors)) => {
+                prop_assert!(phone.is_none(), "refused only for its number: {:?}", errors);
+                for e in &errors {
+                    prop_assert!(e.field == "phone" || e.field == "default_region", "{:?}", e);
+                }
+            }
+            Err(other) => prop_assert!(false, "a withdrawal body is recorded or a 422, not {:?}", other),
+        }
     }
 }
 
@@ -439,8 +522,16 @@ fn tamper() -> impl Strategy<Value = Tamper> {
     prop_oneof![
         (any::<usize>(), "\\PC{0,20}").prop_map(|(i, s)| Tamper::Data(i, s)),
         (any::<usize>(), any::<i64>()).prop_map(|(i, s)| Tamper::Seq(i, s)),
-        (any::<usize>(), proptest::collection::vec(any::<u8>(), 0..40)).prop_map(|(i, h)| Tamper::Hash(i, h)),
-        (any::<usize>(), proptest::collection::vec(any::<u8>(), 0..40)).prop_map(|(i, h)| Tamper::PrevHash(i, h)),
+        (
+            any::<usize>(),
+            proptest::collection::vec(any::<u8>(), 0..40)
+        )
+            .prop_map(|(i, h)| Tamper::Hash(i, h)),
+        (
+            any::<usize>(),
+            proptest::collection::vec(any::<u8>(), 0..40)
+        )
+            .prop_map(|(i, h)| Tamper::PrevHash(i, h)),
         any::<usize>().prop_map(Tamper::Drop),
         (any::<usize>(), any::<usize>()).prop_map(|(i, j)| Tamper::Swap(i, j)),
         (any::<usize>(), "\\PC{0,12}").prop_map(|(i, s)| Tamper::EventType(i, s)),
@@ -541,8 +632,12 @@ fn parse_all(body: &[u8]) -> Vec<&'static str> {
         kind(parse_json::<checks::batch::CheckContactsBatchRequest>(body)),
         kind(parse_json::<subjects::SubjectRequest>(body)),
         kind(parse_json::<keys::create::CreateKeyRequest>(body)),
-        kind(parse_json::<businesses::create::CreateBusinessRequest>(body)),
-        kind(parse_json::<preference_links::CreatePreferenceLinkRequest>(body)),
+        kind(parse_json::<businesses::create::CreateBusinessRequest>(
+            body,
+        )),
+        kind(parse_json::<preference_links::CreatePreferenceLinkRequest>(
+            body,
+        )),
     ]
 }
 

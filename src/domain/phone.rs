@@ -105,6 +105,10 @@ impl Phone {
             return Err(PhoneError::Empty);
         }
         let region = default_region.map(parse_region).transpose()?;
+        // A number in international form names its own country: the region
+        // must not change how it parses (`+39 057100` was valid without a region
+        // and invalid with `NL`; found by tests/fuzz.rs).
+        let region = region.filter(|_| !input.starts_with('+'));
 
         let parsed = match region {
             Some(region) => phonenumber::parse(Some(region), input),
@@ -144,6 +148,13 @@ impl Phone {
         // `is_valid` has ruled out; map it anyway rather than panic.
         write!(e164, "{}", number.format().mode(phonenumber::Mode::E164))
             .map_err(|_| PhoneError::Invalid)?;
+        // E.164 allows at most 15 digits. The library's metadata accepts longer
+        // national numbers for some countries (German extensions, e.g.
+        // `+49 201 00000000000`: 16 digits; found by tests/fuzz.rs), which are
+        // not E.164 and which the check path's E.164 recogniser would never see.
+        if e164.len() > 16 {
+            return Err(PhoneError::Invalid);
+        }
         Ok(Phone {
             e164,
             calling_code: number.code().value(),
@@ -512,6 +523,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_number_longer_than_e164_allows_is_invalid() {
+        assert_eq!(
+            Phone::parse("+4920100000000000", None),
+            Err(PhoneError::Invalid)
+        );
+        assert_eq!(
+            Phone::parse("020100000000000", Some("DE")),
+            Err(PhoneError::Invalid)
+        );
+        assert!(Phone::parse("+49 30 123456", None).is_ok());
+    }
+
+    #[test]
+    fn a_number_in_international_form_parses_the_same_with_any_region() {
+        // Found by tests/fuzz.rs: valid without a region, invalid with `NL`.
+        let without = Phone::parse("+39 057100", None);
+        assert!(without.is_ok());
+        for region in ["NL", "IT", "US", "DE"] {
+            assert_eq!(
+                Phone::parse("+39 057100", Some(region)),
+                without,
+                "{region}"
+            );
+        }
+        assert_eq!(
+            Phone::parse("+39 057100", Some("N1")),
+            Err(PhoneError::MalformedRegion),
+            "a malformed region is still refused"
+        );
     }
 
     proptest! {

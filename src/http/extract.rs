@@ -156,13 +156,19 @@ fn field_and_message(path: &str, message: &str) -> (String, String) {
             // Keys are client input: one that is no field name (empty, or perhaps
             // a phone number used as a key) is never echoed; the object holding
             // it is named instead.
-            let parent = path.strip_suffix(name).unwrap_or(path).trim_end_matches('.');
+            let parent = path
+                .strip_suffix(name)
+                .unwrap_or(path)
+                .trim_end_matches('.');
             let field = if parent.is_empty() {
                 "body".to_owned()
             } else {
                 parent.to_owned()
             };
-            return (field, "has a key that is not a field of this request".to_owned());
+            return (
+                field,
+                "has a key that is not a field of this request".to_owned(),
+            );
         }
         // serde_path_to_error already ends the path with the unknown key.
         let field = if path.ends_with(name) {

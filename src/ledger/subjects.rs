@@ -104,7 +104,9 @@ pub fn evidence_schema() -> utoipa::openapi::schema::Schema {
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .enum_values(Some([ERASED]))
-                .description(Some("held, but can no longer be opened: its data key was destroyed")),
+                .description(Some(
+                    "held, but can no longer be opened: its data key was destroyed",
+                )),
         )
         .description(Some(
             "The proof (GDPR Art. 7(1)) as recorded; `null` when not held (purged by retention, \

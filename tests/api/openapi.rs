@@ -65,7 +65,11 @@ fn committed_export_json_schema_matches_the_code() {
 
 /// The responses an operation declares, with `$ref`s to response components
 /// resolved.
-fn declared(api: &serde_json::Value, path: &str, method: &str) -> serde_json::Map<String, serde_json::Value> {
+fn declared(
+    api: &serde_json::Value,
+    path: &str,
+    method: &str,
+) -> serde_json::Map<String, serde_json::Value> {
     let responses = api["paths"][path][method]["responses"]
         .as_object()
         .unwrap_or_else(|| panic!("{method} {path} is in the document"))
@@ -157,13 +161,16 @@ fn export_evidence_is_declared_nullable_with_purged_semantics() {
             .map(|a| a["type"].as_str().unwrap())
             .collect();
         assert_eq!(types, vec!["object", "null", "string"], "{evidence}");
-        assert!(alternatives[1]["description"].as_str().unwrap().contains("[purged]"));
+        assert!(
+            alternatives[1]["description"]
+                .as_str()
+                .unwrap()
+                .contains("[purged]")
+        );
     }
 }
 
-backend_tests!(
-    truncated_and_mistyped_bodies_answer_what_the_document_declares,
-);
+backend_tests!(truncated_and_mistyped_bodies_answer_what_the_document_declares,);
 
 /// Every operation with a JSON body, sent a truncated body and a wrong content
 /// type by a key with every scope: 400 and 415 problems, both declared.
@@ -185,7 +192,12 @@ async fn truncated_and_mistyped_bodies_answer_what_the_document_declares(app: Te
         };
         let template = op["operationId"].as_str().unwrap();
         for (content_type, body, status, code) in [
-            ("application/json", r#"{"phone":"+3161234"#, 400, "malformed_body"),
+            (
+                "application/json",
+                r#"{"phone":"+3161234"#,
+                400,
+                "malformed_body",
+            ),
             ("application/json", "", 400, "malformed_body"),
             ("text/plain", "{}", 415, "unsupported_media_type"),
         ] {
@@ -204,7 +216,8 @@ async fn truncated_and_mistyped_bodies_answer_what_the_document_declares(app: Te
             };
             resp.assert_problem(status, code);
             let declared = declared(&api, path, "post");
-            let schema = &declared[&status.to_string()]["content"]["application/problem+json"]["schema"];
+            let schema =
+                &declared[&status.to_string()]["content"]["application/problem+json"]["schema"];
             assert!(schema.is_object(), "{template} declares {status}");
             let errors = crate::schema::validate(&api, schema, &resp.body);
             assert!(errors.is_empty(), "{template} {status}: {errors:?}");

@@ -177,13 +177,19 @@ async fn retention_purges_expired_data_and_keeps_what_checks_need(app: TestApp) 
     )
     .unwrap();
     let openapi = serde_json::to_value(consentgate::http::openapi::document()).unwrap();
-    let in_openapi = &openapi["paths"]["/v1/subjects/export"]["post"]["responses"]["200"]
-        ["content"]["application/json"]["schema"];
+    let in_openapi = &openapi["paths"]["/v1/subjects/export"]["post"]["responses"]["200"]["content"]
+        ["application/json"]["schema"];
     for (name, export) in [("A", &a), ("B", &b), ("C", &c)] {
         let errors = crate::schema::validate(&schema, &schema, export);
-        assert!(errors.is_empty(), "{name}'s export against the JSON Schema: {errors:?}");
+        assert!(
+            errors.is_empty(),
+            "{name}'s export against the JSON Schema: {errors:?}"
+        );
         let errors = crate::schema::validate(&openapi, in_openapi, export);
-        assert!(errors.is_empty(), "{name}'s export against openapi: {errors:?}");
+        assert!(
+            errors.is_empty(),
+            "{name}'s export against openapi: {errors:?}"
+        );
     }
 
     let verify = app.get("/v1/audit/verify", Some(&biz.key)).await;

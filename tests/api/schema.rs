@@ -61,7 +61,13 @@ fn check(root: &Value, schema: &Value, value: &Value, path: &str, errors: &mut V
         match keyword.as_str() {
             k if ANNOTATIONS.contains(&k) => {}
             "$defs" => {}
-            "$ref" => check(root, resolve(root, arg.as_str().unwrap()), value, path, errors),
+            "$ref" => check(
+                root,
+                resolve(root, arg.as_str().unwrap()),
+                value,
+                path,
+                errors,
+            ),
             "type" => {
                 let ok = match arg {
                     Value::String(name) => type_matches(name, value),

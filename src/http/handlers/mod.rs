@@ -11,7 +11,7 @@ pub mod opt_ins;
 pub mod preference_links;
 pub mod revocations;
 pub mod subjects;
-pub(crate) mod withdrawal;
+pub mod withdrawal;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};

@@ -17,8 +17,8 @@ use crate::domain::phone::{Phone, PhoneError};
 use crate::http::error::{ApiError, FieldError};
 use crate::policy::{Category, Policy};
 
-/// A withdrawal's JSON body, read leniently.
-pub(crate) struct LenientBody<'a> {
+/// A withdrawal's JSON body, read leniently. Public for `tests/fuzz.rs`.
+pub struct LenientBody<'a> {
     object: &'a Map<String, Value>,
     /// The fields this request knows; others are dropped.
     known: &'static [&'static str],

@@ -9,9 +9,9 @@ use crate::crypto::chain::format_at;
 use crate::domain::Scope;
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
+use crate::http::responses::ApiKeyErrors;
 use crate::store::Store;
 use crate::store::audit::StoredCheckpoint;
-use crate::http::responses::ApiKeyErrors;
 
 /// The key that signs checkpoints.
 #[derive(Debug, Serialize, ToSchema)]

@@ -8,10 +8,10 @@ use crate::domain::Scope;
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
 use crate::http::extract::Query;
+use crate::http::responses::{ApiKeyErrors, QueryErrors};
 use crate::ledger::Ledger;
 use crate::ledger::audit_view::AuditEventView;
 use crate::store::audit::EventFilter;
-use crate::http::responses::{ApiKeyErrors, QueryErrors};
 
 /// The most events one page may hold.
 pub const MAX_PAGE: i64 = 1_000;

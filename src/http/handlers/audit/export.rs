@@ -6,9 +6,9 @@ use crate::domain::Scope;
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
 use crate::http::extract::Query;
+use crate::http::responses::{ApiKeyErrors, QueryErrors};
 use crate::ledger::Ledger;
 use crate::store::audit::EventFilter;
-use crate::http::responses::{ApiKeyErrors, QueryErrors};
 
 /// Events fetched per page while streaming: memory stays bounded by one page.
 const PAGE: i64 = 500;

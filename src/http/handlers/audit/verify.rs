@@ -5,8 +5,8 @@ use utoipa::ToSchema;
 use crate::domain::Scope;
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
-use crate::store::Store;
 use crate::http::responses::ApiKeyErrors;
+use crate::store::Store;
 
 /// The head of a chain.
 #[derive(Debug, Serialize, ToSchema)]

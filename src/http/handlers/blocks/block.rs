@@ -4,9 +4,9 @@ use super::RecordBlockRequest;
 use crate::http::auth::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{IdempotencyKey, Json};
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 use crate::ledger::Ledger;
 use crate::ledger::record::BlockResponse;
-use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 
 /// Records that the person blocked the business: nothing may be sent, not even
 /// service replies, until an unblock. Accepts `Idempotency-Key`.

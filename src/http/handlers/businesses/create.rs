@@ -10,11 +10,11 @@ use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::Json;
 use crate::http::handlers::display_name;
 use crate::http::handlers::keys::{KeyCreatedResponse, KeyResponse};
+use crate::http::responses::{JsonBodyErrors, OperatorErrors, StoreErrors};
 use crate::policy::PolicySet;
 use crate::store::Store;
 use crate::store::businesses::Business;
 use crate::store::keys::ApiKey;
-use crate::http::responses::{OperatorErrors, JsonBodyErrors, StoreErrors};
 
 /// A business to create.
 #[derive(Debug, Deserialize, ToSchema)]

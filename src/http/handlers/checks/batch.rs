@@ -9,9 +9,9 @@ use crate::http::auth::Principal;
 use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::Json;
 use crate::http::handlers::{caller, unknown_category};
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 use crate::ledger::Ledger;
 use crate::ledger::check::BatchResponse;
-use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 
 /// The most numbers one batch may hold.
 pub const MAX_BATCH: usize = 10_000;

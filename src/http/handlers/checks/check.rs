@@ -9,9 +9,9 @@ use crate::http::auth::Principal;
 use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::Json;
 use crate::http::handlers::{caller, parse_phone, unknown_category};
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 use crate::ledger::Ledger;
 use crate::ledger::check::{CheckError, CheckResponse};
-use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 
 /// May this business send a message of this category to this number?
 #[derive(Debug, Deserialize, ToSchema)]

@@ -17,10 +17,10 @@ use crate::http::auth::Principal;
 use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::Query;
 use crate::http::handlers::{caller, unknown_category};
+use crate::http::responses::{ApiKeyErrors, QueryErrors};
 use crate::ledger::check::StreamCounts;
 use crate::ledger::{Caller, Ledger};
 use crate::policy::Category;
-use crate::http::responses::{ApiKeyErrors, QueryErrors};
 
 /// The media type of both the request and the response.
 pub const NDJSON: &str = "application/x-ndjson";

@@ -10,9 +10,9 @@ use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::{IdempotencyKey, Json};
 use crate::http::handlers::withdrawal::LenientBody;
 use crate::http::handlers::{caller, idempotency, optional_text, written};
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 use crate::ledger::Ledger;
 use crate::ledger::record::{InboundResponse, RecordInbound};
-use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 
 /// A message the person sent to the business. `phone` and `received_at` are
 /// required; any other field that is malformed is dropped and named in

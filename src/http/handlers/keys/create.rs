@@ -8,9 +8,9 @@ use crate::http::auth::{Authenticator, Principal};
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::Json;
 use crate::http::handlers::display_name;
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 use crate::store::Store;
 use crate::store::keys::NewApiKey;
-use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 
 /// A key to create.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -6,8 +6,8 @@ use super::KeyResponse;
 use crate::domain::Scope;
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
-use crate::store::Store;
 use crate::http::responses::ApiKeyErrors;
+use crate::store::Store;
 
 /// The business's keys, oldest first, revoked ones included.
 #[derive(Debug, Serialize, ToSchema)]

@@ -5,8 +5,8 @@ use super::KeyResponse;
 use crate::domain::{Scope, time};
 use crate::http::auth::Principal;
 use crate::http::error::{ApiError, Problem};
-use crate::store::Store;
 use crate::http::responses::{ApiKeyErrors, PathErrors};
+use crate::store::Store;
 
 /// Revokes a key of the caller's business, effective at once: its next request
 /// gets 401 on every node. Revoking a revoked key answers the key unchanged.

@@ -10,9 +10,9 @@ use crate::http::auth::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{IdempotencyKey, Json};
 use crate::http::handlers::{caller, evidence_errors, evidence_limits, idempotency, written};
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors, PathErrors};
 use crate::ledger::Ledger;
 use crate::ledger::record::{ConfirmOptIn, OptInResponse};
-use crate::http::responses::{ApiKeyErrors, PathErrors, JsonBodyErrors};
 
 /// The double opt-in confirmation and its proof.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -11,9 +11,9 @@ use crate::http::extract::{IdempotencyKey, Json};
 use crate::http::handlers::{
     caller, evidence_errors, evidence_limits, idempotency, parse_categories, parse_phone, written,
 };
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 use crate::ledger::Ledger;
 use crate::ledger::record::{OptInResponse, RecordOptIn};
-use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 
 /// Consent given by a person for one or more categories, with its proof.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -7,9 +7,9 @@ use crate::http::browser::WebState;
 use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::Json;
 use crate::http::handlers::{caller, parse_phone};
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 use crate::ledger::Ledger;
 use crate::ledger::preferences::{DEFAULT_LINK_TTL, MAX_LINK_TTL, MIN_LINK_TTL};
-use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 
 /// Creates a preference link for a number: a page where the person sees each
 /// category of the business's policy, its state now, and opts in or out, stops

@@ -5,8 +5,8 @@ use crate::domain::Scope;
 use crate::http::auth::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::handlers::caller;
-use crate::ledger::Ledger;
 use crate::http::responses::{ApiKeyErrors, PathErrors};
+use crate::ledger::Ledger;
 
 /// Revokes a preference link, effective at once: its page answers "this link has
 /// expired" from the next request on, on every node. Audited

@@ -9,9 +9,9 @@ use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{IdempotencyKey, Json};
 use crate::http::handlers::withdrawal::LenientBody;
 use crate::http::handlers::{caller, evidence_limits, idempotency, written};
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 use crate::ledger::Ledger;
 use crate::ledger::record::{RecordRevocation, RevocationResponse};
-use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 
 /// Consent withdrawn, for some categories or all. Only `phone` is required: any
 /// other field that is malformed is dropped and named in `warnings[]` of the 201,

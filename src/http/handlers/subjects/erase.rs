@@ -7,9 +7,9 @@ use crate::http::auth::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{IdempotencyKey, Json};
 use crate::http::handlers::{caller, idempotency, optional_text, parse_phone, written};
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 use crate::ledger::Ledger;
 use crate::ledger::subjects::ErasureReceipt;
-use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 
 /// Erases a number (GDPR Art. 17) in one transaction: its data key is destroyed
 /// (crypto-shredding), its number, history and evidence deleted; the audit events

@@ -6,9 +6,9 @@ use crate::http::auth::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::Json;
 use crate::http::handlers::{caller, optional_text, parse_phone};
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 use crate::ledger::Ledger;
 use crate::ledger::subjects::SubjectExport;
-use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 
 /// Exports everything held about a number (GDPR Art. 15 and 20) as one
 /// machine-readable document, `format: consentgate.export/v1` (JSON Schema in
