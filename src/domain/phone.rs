@@ -96,6 +96,22 @@ impl Phone {
     /// `is_valid`, so a number that merely parses (too short, unassigned
     /// range) is rejected.
     pub fn parse(input: &str, default_region: Option<&str>) -> Result<Phone, PhoneError> {
+        let phone = Phone::parse_once(input, default_region)?;
+        // Every number we keep must be enterable again in its E.164 form: a STOP
+        // sent as `+7811...` must find the number an opt-in wrote as
+        // `00 7811...` with region GB. The library strips a national prefix from
+        // some international forms (Russia's `8`) and not from others, so an
+        // E.164 form that does not parse back to itself is refused as invalid
+        // rather than stored (found by tests/fuzz.rs). Input already in that
+        // form is its own check.
+        if input.trim() != phone.e164 && Phone::parse_once(&phone.e164, None).as_ref() != Ok(&phone)
+        {
+            return Err(PhoneError::Invalid);
+        }
+        Ok(phone)
+    }
+
+    fn parse_once(input: &str, default_region: Option<&str>) -> Result<Phone, PhoneError> {
         // Cheap checks first: bounded, before the library sees the input.
         if input.chars().nth(MAX_INPUT_CHARS).is_some() {
             return Err(PhoneError::TooLong);
@@ -536,6 +552,19 @@ mod tests {
             Err(PhoneError::Invalid)
         );
         assert!(Phone::parse("+49 30 123456", None).is_ok());
+    }
+
+    #[test]
+    fn every_accepted_number_parses_back_from_its_e164_form() {
+        // Found by tests/fuzz.rs: `0078110000000` with GB became `+78110000000`,
+        // which does not parse (the library strips Russia's national prefix 8).
+        assert_eq!(Phone::parse("+78110000000", None), Err(PhoneError::Invalid));
+        assert_eq!(
+            Phone::parse("0078110000000", Some("GB")),
+            Err(PhoneError::Invalid)
+        );
+        let moscow = Phone::parse("8 495 123 45 67", Some("RU")).unwrap();
+        assert_eq!(Phone::parse(moscow.as_e164(), None), Ok(moscow));
     }
 
     #[test]
