@@ -1,6 +1,6 @@
 //! Property-based fuzzing of every parser a client or a file can reach (issue 9):
-//! phone input, evidence, policy files, the audit chain verifier, keyword
-//! matching and JSON request bodies. Each target feeds arbitrary strings, bytes
+//! phone input, evidence, withdrawal and webhook bodies, policy files, the audit
+//! chain verifier, keyword matching and JSON request bodies. Each target feeds arbitrary strings, bytes
 //! or structured junk and asserts that nothing panics and that what parses obeys
 //! its invariants.
 //!
