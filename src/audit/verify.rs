@@ -78,9 +78,11 @@ impl Verifier {
             && event.prev_hash == self.prev_hash
             && event.hash == recomputed;
         if !fits {
-            // A gap (deleted event) is reported at the sequence number that is
-            // missing; anything else at the event that does not verify.
-            self.first_invalid = Some(self.expected_seq.min(event.seq));
+            // Reported at the sequence number expected here: the missing one for
+            // a gap (deleted event), the event's own for one that does not verify.
+            // Never the event's stated seq, which may be anything (a stored seq
+            // below the expected one, even negative, was named before: tests/fuzz.rs).
+            self.first_invalid = Some(self.expected_seq);
             return false;
         }
         if let Some(signed) = self.checkpoints.remove(&event.seq) {

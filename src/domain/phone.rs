@@ -96,6 +96,22 @@ impl Phone {
     /// `is_valid`, so a number that merely parses (too short, unassigned
     /// range) is rejected.
     pub fn parse(input: &str, default_region: Option<&str>) -> Result<Phone, PhoneError> {
+        let phone = Phone::parse_once(input, default_region)?;
+        // Every number we keep must be enterable again in its E.164 form: a STOP
+        // sent as `+7811...` must find the number an opt-in wrote as
+        // `00 7811...` with region GB. The library strips a national prefix from
+        // some international forms (Russia's `8`) and not from others, so an
+        // E.164 form that does not parse back to itself is refused as invalid
+        // rather than stored (found by tests/fuzz.rs). Input already in that
+        // form is its own check.
+        if input.trim() != phone.e164 && Phone::parse_once(&phone.e164, None).as_ref() != Ok(&phone)
+        {
+            return Err(PhoneError::Invalid);
+        }
+        Ok(phone)
+    }
+
+    fn parse_once(input: &str, default_region: Option<&str>) -> Result<Phone, PhoneError> {
         // Cheap checks first: bounded, before the library sees the input.
         if input.chars().nth(MAX_INPUT_CHARS).is_some() {
             return Err(PhoneError::TooLong);
@@ -105,6 +121,10 @@ impl Phone {
             return Err(PhoneError::Empty);
         }
         let region = default_region.map(parse_region).transpose()?;
+        // A number in international form names its own country: the region
+        // must not change how it parses (`+39 057100` was valid without a region
+        // and invalid with `NL`; found by tests/fuzz.rs).
+        let region = region.filter(|_| !input.starts_with('+'));
 
         let parsed = match region {
             Some(region) => phonenumber::parse(Some(region), input),
@@ -144,6 +164,13 @@ impl Phone {
         // `is_valid` has ruled out; map it anyway rather than panic.
         write!(e164, "{}", number.format().mode(phonenumber::Mode::E164))
             .map_err(|_| PhoneError::Invalid)?;
+        // E.164 allows at most 15 digits. The library's metadata accepts longer
+        // national numbers for some countries (German extensions, e.g.
+        // `+49 201 00000000000`: 16 digits; found by tests/fuzz.rs), which are
+        // not E.164 and which the check path's E.164 recogniser would never see.
+        if e164.len() > 16 {
+            return Err(PhoneError::Invalid);
+        }
         Ok(Phone {
             e164,
             calling_code: number.code().value(),
@@ -512,6 +539,51 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_number_longer_than_e164_allows_is_invalid() {
+        assert_eq!(
+            Phone::parse("+4920100000000000", None),
+            Err(PhoneError::Invalid)
+        );
+        assert_eq!(
+            Phone::parse("020100000000000", Some("DE")),
+            Err(PhoneError::Invalid)
+        );
+        assert!(Phone::parse("+49 30 123456", None).is_ok());
+    }
+
+    #[test]
+    fn every_accepted_number_parses_back_from_its_e164_form() {
+        // Found by tests/fuzz.rs: `0078110000000` with GB became `+78110000000`,
+        // which does not parse (the library strips Russia's national prefix 8).
+        assert_eq!(Phone::parse("+78110000000", None), Err(PhoneError::Invalid));
+        assert_eq!(
+            Phone::parse("0078110000000", Some("GB")),
+            Err(PhoneError::Invalid)
+        );
+        let moscow = Phone::parse("8 495 123 45 67", Some("RU")).unwrap();
+        assert_eq!(Phone::parse(moscow.as_e164(), None), Ok(moscow));
+    }
+
+    #[test]
+    fn a_number_in_international_form_parses_the_same_with_any_region() {
+        // Found by tests/fuzz.rs: valid without a region, invalid with `NL`.
+        let without = Phone::parse("+39 057100", None);
+        assert!(without.is_ok());
+        for region in ["NL", "IT", "US", "DE"] {
+            assert_eq!(
+                Phone::parse("+39 057100", Some(region)),
+                without,
+                "{region}"
+            );
+        }
+        assert_eq!(
+            Phone::parse("+39 057100", Some("N1")),
+            Err(PhoneError::MalformedRegion),
+            "a malformed region is still refused"
+        );
     }
 
     proptest! {

@@ -89,6 +89,18 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
                 Err(e) => Err(json_error(".", &e)),
             }
         }
+        Err(ApiError::MalformedBody(detail)) => {
+            // serde_json reports some shape errors of well-formed JSON as syntax
+            // (an array with more items than the request has fields is "trailing
+            // characters"; found by tests/fuzz.rs): well-formed JSON is never a 400.
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => Err(ApiError::invalid(
+                    "body",
+                    "must be a JSON object with this request's fields",
+                )),
+                Err(_) => Err(ApiError::MalformedBody(detail)),
+            }
+        }
         other => other,
     }
 }
@@ -140,6 +152,24 @@ fn field_and_message(path: &str, message: &str) -> (String, String) {
         .strip_prefix("unknown field `")
         .and_then(|rest| rest.split_once('`').map(|(n, _)| n))
     {
+        if !looks_like_field_name(name) {
+            // Keys are client input: one that is no field name (empty, or perhaps
+            // a phone number used as a key) is never echoed; the object holding
+            // it is named instead.
+            let parent = path
+                .strip_suffix(name)
+                .unwrap_or(path)
+                .trim_end_matches('.');
+            let field = if parent.is_empty() {
+                "body".to_owned()
+            } else {
+                parent.to_owned()
+            };
+            return (
+                field,
+                "has a key that is not a field of this request".to_owned(),
+            );
+        }
         // serde_path_to_error already ends the path with the unknown key.
         let field = if path.ends_with(name) {
             path.to_owned()
@@ -169,6 +199,16 @@ fn field_and_message(path: &str, message: &str) -> (String, String) {
     }
     // Messages from our own Deserialize impls are written not to echo values.
     (field, message.to_owned())
+}
+
+/// Whether a key a client sent may be named back as a field: 1 to 64 ASCII
+/// letters, digits, `_` or `-` (an empty key names nothing, and any other key may
+/// be personal data).
+pub(crate) fn looks_like_field_name(key: &str) -> bool {
+    (1..=64).contains(&key.len())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// Path segments that do not parse (e.g. an id that is not a UUID) name nothing
@@ -258,6 +298,16 @@ mod tests {
     fn an_unknown_field_is_named() {
         let errors = fields(r#"{"name":"a","inner":{"count":1},"list":[],"extra":1}"#);
         assert_eq!(errors[0].field, "extra");
+    }
+
+    #[test]
+    fn a_key_that_is_no_field_name_is_never_echoed_and_never_empty() {
+        // Found by tests/fuzz.rs: `{"": null}` named the field "".
+        let errors = fields(r#"{"":null}"#);
+        assert_eq!(errors[0].field, "body");
+        let errors = fields(r#"{"name":"a","inner":{"count":1,"+31612345678":1},"list":[]}"#);
+        assert_eq!(errors[0].field, "inner");
+        assert!(!errors[0].message.contains("+316"), "{:?}", errors[0]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod handlers;
 pub mod observe;
 pub mod openapi;
+pub mod responses;
 pub mod throttle;
 
 use actix_web::http::Method;

@@ -8,6 +8,10 @@ use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 
 use super::error::{FieldError, Problem};
+use super::responses::{
+    Forbidden, MalformedBody, NotFound, PayloadTooLarge, RateLimited, Unauthorized, Unavailable,
+    UnsupportedMediaType, ValidationFailed,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,7 +23,20 @@ use super::error::{FieldError, Problem};
         license(name = "Apache-2.0"),
     ),
     modifiers(&Security),
-    components(schemas(Problem, FieldError)),
+    components(
+        schemas(Problem, FieldError),
+        responses(
+            MalformedBody,
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            ValidationFailed,
+            RateLimited,
+            Unavailable
+        )
+    ),
     tags(
         (name = "operator", description = "Operator calls (operator token)"),
         (name = "keys", description = "API keys of a business (scope keys:manage)"),

@@ -72,6 +72,49 @@ pub struct CategoryState {
     pub window_expires_at: Option<DateTime<Utc>>,
 }
 
+/// What a fact's `evidence` in an export can be: the proof as recorded (an
+/// object), `null` when none is held, or `"[erased]"` when it is held but can no
+/// longer be opened (its subject's data key is gone).
+///
+/// `null` has `[purged]` semantics for opt-ins and confirmations, which always
+/// carry evidence when recorded: the retention job (`consentgate retention run`,
+/// the policy's `retention.revoked_evidence_days`) deleted the evidence of
+/// consent revoked or expired long ago. The fact itself (when, which
+/// categories, which channel) stays, and so does the audit event's own sealed
+/// copy of the evidence until the number is erased. Revocations, restorations
+/// and blocks recorded without evidence also export `null`.
+pub fn evidence_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some("the proof, as recorded")),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Null)
+                .description(Some(
+                    "[purged]: none is held: purged by retention (the policy's \
+                     `retention.revoked_evidence_days` after the consent was revoked or \
+                     expired), or none was recorded for this fact",
+                )),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([ERASED]))
+                .description(Some(
+                    "held, but can no longer be opened: its data key was destroyed",
+                )),
+        )
+        .description(Some(
+            "The proof (GDPR Art. 7(1)) as recorded; `null` when not held (purged by retention, \
+             or never recorded for this fact); `\"[erased]\"` when it can no longer be opened.",
+        ))
+        .into()
+}
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ExportOptIn {
     pub id: Uuid,
@@ -82,8 +125,8 @@ pub struct ExportOptIn {
     /// True for an opt-in recorded by a START keyword before restorations existed
     /// (such a START now records a restoration instead).
     pub by_keyword: bool,
-    /// The proof, as recorded (or `[erased]` / null when not held).
-    #[schema(value_type = Object)]
+    /// The proof, as recorded; `null` once purged by retention (see [`evidence_schema`]).
+    #[schema(schema_with = evidence_schema)]
     pub evidence: Value,
     pub confirmations: Vec<ExportConfirmation>,
 }
@@ -94,7 +137,7 @@ pub struct ExportConfirmation {
     pub channel: Option<String>,
     pub confirmed_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
-    #[schema(value_type = Object)]
+    #[schema(schema_with = evidence_schema)]
     pub evidence: Value,
 }
 
@@ -107,7 +150,7 @@ pub struct ExportRevocation {
     pub revoked_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
     pub by_keyword: bool,
-    #[schema(value_type = Object)]
+    #[schema(schema_with = evidence_schema)]
     pub evidence: Value,
 }
 
@@ -119,7 +162,7 @@ pub struct ExportRestoration {
     pub channel: Option<String>,
     pub restored_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
-    #[schema(value_type = Object)]
+    #[schema(schema_with = evidence_schema)]
     pub evidence: Value,
 }
 
@@ -130,7 +173,7 @@ pub struct ExportBlock {
     pub at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
     pub channel: Option<String>,
-    #[schema(value_type = Object)]
+    #[schema(schema_with = evidence_schema)]
     pub evidence: Value,
 }
 

@@ -738,3 +738,83 @@ async fn webhooks_of_unknown_deleted_or_other_kind_channels_are_not_found(app: T
         .await;
     res.assert_problem(404, "not_found");
 }
+
+/// Webhooks are unauthenticated until their signature is checked: wrong
+/// signatures from one address are charged like failed authentications (401 while
+/// the small quota lasts, then 429 with `Retry-After`, even with a good signature),
+/// while other addresses are unaffected.
+#[actix_web::test]
+async fn bad_webhook_signatures_are_throttled_per_address() {
+    use crate::helpers::{Backend, spawn_app_with};
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(app) = spawn_app_with(backend, |s| {
+            s.rate_limits.auth_failures.rate = 1;
+            s.rate_limits.auth_failures.burst = 3;
+            s.rate_limits.trusted_proxies =
+                consentgate::config::TrustedProxies::parse("127.0.0.1").unwrap();
+        })
+        .await
+        else {
+            continue;
+        };
+        let biz = app.create_business("Acme", "whatsapp-eu").await;
+        let channel = whatsapp_channel(&app, &biz).await;
+        let path = format!("/v1/webhooks/whatsapp/{channel}");
+        let body = serde_json::to_vec(&json!({"object": "whatsapp_business_account", "entry": []}))
+            .unwrap();
+        let from = |address: &str, signature: String| {
+            vec![
+                ("x-forwarded-for", address.to_owned()),
+                ("x-hub-signature-256", signature),
+            ]
+        };
+        let forged = meta_signature("not-the-app-secret", &body);
+        for _ in 0..3 {
+            let res = post_raw(
+                &app,
+                &path,
+                "application/json",
+                &from("203.0.113.9", forged.clone()),
+                body.clone(),
+            )
+            .await;
+            assert_eq!(res.status, 401, "{backend:?}: {}", res.body);
+        }
+        let res = post_raw(
+            &app,
+            &path,
+            "application/json",
+            &from("203.0.113.9", forged.clone()),
+            body.clone(),
+        )
+        .await;
+        res.assert_problem(429, "rate_limited");
+        let good = meta_signature(APP_SECRET, &body);
+        let res = post_raw(
+            &app,
+            &path,
+            "application/json",
+            &from("203.0.113.9", good.clone()),
+            body.clone(),
+        )
+        .await;
+        res.assert_problem(429, "rate_limited");
+        assert!(
+            res.header("retry-after").is_some(),
+            "429 carries Retry-After"
+        );
+        let res = post_raw(
+            &app,
+            &path,
+            "application/json",
+            &from("198.51.100.4", good),
+            body.clone(),
+        )
+        .await;
+        assert_eq!(
+            res.status, 200,
+            "{backend:?}: another address is unaffected: {}",
+            res.body
+        );
+    }
+}

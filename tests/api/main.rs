@@ -29,6 +29,7 @@ mod preferences;
 mod privacy;
 mod residue;
 mod retention;
+mod schema;
 mod scopes;
 mod stream;
 mod subjects;

@@ -166,6 +166,32 @@ async fn retention_purges_expired_data_and_keeps_what_checks_need(app: TestApp) 
         "only the recent window is held"
     );
 
+    // Every export, the purged one included, is what the committed JSON Schema
+    // and the OpenAPI document say it is (issue 9: `evidence: null` after a purge).
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schemas/consentgate.export.v1.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let openapi = serde_json::to_value(consentgate::http::openapi::document()).unwrap();
+    let in_openapi = &openapi["paths"]["/v1/subjects/export"]["post"]["responses"]["200"]["content"]
+        ["application/json"]["schema"];
+    for (name, export) in [("A", &a), ("B", &b), ("C", &c)] {
+        let errors = crate::schema::validate(&schema, &schema, export);
+        assert!(
+            errors.is_empty(),
+            "{name}'s export against the JSON Schema: {errors:?}"
+        );
+        let errors = crate::schema::validate(&openapi, in_openapi, export);
+        assert!(
+            errors.is_empty(),
+            "{name}'s export against openapi: {errors:?}"
+        );
+    }
+
     let verify = app.get("/v1/audit/verify", Some(&biz.key)).await;
     assert_eq!(
         verify.body["valid"], true,

@@ -13,7 +13,7 @@ pub mod preference_links;
 pub mod revocations;
 pub mod subjects;
 pub mod webhooks;
-pub(crate) mod withdrawal;
+pub mod withdrawal;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};

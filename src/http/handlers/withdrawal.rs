@@ -17,8 +17,8 @@ use crate::domain::phone::{Phone, PhoneError};
 use crate::http::error::{ApiError, FieldError};
 use crate::policy::{Category, Policy};
 
-/// A withdrawal's JSON body, read leniently.
-pub(crate) struct LenientBody<'a> {
+/// A withdrawal's JSON body, read leniently. Public for `tests/fuzz.rs`.
+pub struct LenientBody<'a> {
     object: &'a Map<String, Value>,
     /// The fields this request knows; others are dropped.
     known: &'static [&'static str],
@@ -197,11 +197,7 @@ impl<'a> LenientBody<'a> {
             .map(|key| {
                 // Keys are client input too: name them only when they look like
                 // field names (never a phone number used as a key).
-                if key.len() <= 64
-                    && key
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-                {
+                if crate::http::extract::looks_like_field_name(key) {
                     key.clone()
                 } else {
                     "body".to_owned()

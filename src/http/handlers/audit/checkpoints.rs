@@ -8,7 +8,8 @@ use uuid::Uuid;
 use crate::crypto::chain::format_at;
 use crate::domain::Scope;
 use crate::http::auth::Principal;
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::ApiError;
+use crate::http::responses::ApiKeyErrors;
 use crate::store::Store;
 use crate::store::audit::StoredCheckpoint;
 
@@ -81,9 +82,8 @@ fn key(store: &Store) -> Result<CheckpointKey, ApiError> {
     tag = "audit",
     security(("api_key" = ["audit:read"])),
     responses(
+        ApiKeyErrors,
         (status = 200, body = CheckpointsResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/v1/audit/checkpoints")]
@@ -107,9 +107,8 @@ pub async fn list_audit_checkpoints(
     tag = "audit",
     security(("api_key" = ["audit:read"])),
     responses(
+        ApiKeyErrors,
         (status = 201, body = CheckpointView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/v1/audit/checkpoints")]

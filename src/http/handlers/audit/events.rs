@@ -6,8 +6,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::{check_range, subject_filter};
 use crate::domain::Scope;
 use crate::http::auth::Principal;
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::ApiError;
 use crate::http::extract::Query;
+use crate::http::responses::{ApiKeyErrors, QueryErrors};
 use crate::ledger::Ledger;
 use crate::ledger::audit_view::AuditEventView;
 use crate::store::audit::EventFilter;
@@ -53,10 +54,8 @@ pub struct AuditEventsResponse {
     security(("api_key" = ["audit:read"])),
     params(ListAuditEventsQuery),
     responses(
+        ApiKeyErrors, QueryErrors,
         (status = 200, body = AuditEventsResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/v1/audit/events")]

@@ -4,8 +4,9 @@ use actix_web::{HttpResponse, get, web};
 use super::{TimeRange, check_range};
 use crate::domain::Scope;
 use crate::http::auth::Principal;
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::ApiError;
 use crate::http::extract::Query;
+use crate::http::responses::{ApiKeyErrors, QueryErrors};
 use crate::ledger::Ledger;
 use crate::store::audit::EventFilter;
 
@@ -21,10 +22,8 @@ const PAGE: i64 = 500;
     security(("api_key" = ["audit:read"])),
     params(TimeRange),
     responses(
+        ApiKeyErrors, QueryErrors,
         (status = 200, description = "one JSON object per line", content_type = "application/x-ndjson", body = crate::ledger::audit_view::ExportLine),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/v1/audit/export")]

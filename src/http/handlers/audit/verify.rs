@@ -4,7 +4,8 @@ use utoipa::ToSchema;
 
 use crate::domain::Scope;
 use crate::http::auth::Principal;
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::ApiError;
+use crate::http::responses::ApiKeyErrors;
 use crate::store::Store;
 
 /// The head of a chain.
@@ -39,9 +40,8 @@ pub struct VerifyResponse {
     tag = "audit",
     security(("api_key" = ["audit:read"])),
     responses(
+        ApiKeyErrors,
         (status = 200, body = VerifyResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/v1/audit/verify")]

@@ -4,6 +4,7 @@ use super::RecordBlockRequest;
 use crate::http::auth::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{IdempotencyKey, Json};
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 use crate::ledger::Ledger;
 use crate::ledger::record::BlockResponse;
 
@@ -15,11 +16,9 @@ use crate::ledger::record::BlockResponse;
     request_body = RecordBlockRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "retry-safe key")),
     responses(
+        ApiKeyErrors, JsonBodyErrors,
         (status = 201, body = BlockResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/v1/blocks")]

@@ -10,6 +10,7 @@ use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::Json;
 use crate::http::handlers::display_name;
 use crate::http::handlers::keys::{KeyCreatedResponse, KeyResponse};
+use crate::http::responses::{JsonBodyErrors, OperatorErrors, StoreErrors};
 use crate::policy::PolicySet;
 use crate::store::Store;
 use crate::store::businesses::Business;
@@ -48,8 +49,8 @@ pub struct BusinessCreatedResponse {
     security(("operator_token" = [])),
     request_body = CreateBusinessRequest,
     responses(
+        OperatorErrors, JsonBodyErrors, StoreErrors,
         (status = 201, body = BusinessCreatedResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid name or unknown policy", body = Problem, content_type = "application/problem+json"),
     )
 )]

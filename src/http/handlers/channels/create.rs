@@ -8,6 +8,7 @@ use crate::http::auth::Principal;
 use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::Json;
 use crate::http::handlers::{caller, display_name};
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 use crate::ledger::Ledger;
 use crate::ledger::channels::{
     ChannelConfig, ChannelKind, ChannelResponse, ChannelSecrets, CreateChannel,
@@ -235,9 +236,8 @@ fn validate(request: &CreateChannelRequest) -> Result<CreateChannel, ApiError> {
     security(("api_key" = ["keys:manage"])),
     request_body = CreateChannelRequest,
     responses(
+        ApiKeyErrors, JsonBodyErrors,
         (status = 201, body = ChannelResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "every invalid field is listed", body = Problem, content_type = "application/problem+json"),
     )
 )]

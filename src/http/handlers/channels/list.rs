@@ -4,8 +4,9 @@ use utoipa::ToSchema;
 
 use crate::domain::Scope;
 use crate::http::auth::Principal;
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::ApiError;
 use crate::http::handlers::caller;
+use crate::http::responses::ApiKeyErrors;
 use crate::ledger::Ledger;
 use crate::ledger::channels::ChannelResponse;
 
@@ -20,9 +21,8 @@ pub struct ChannelListResponse {
     tag = "channels",
     security(("api_key" = ["keys:manage"])),
     responses(
+        ApiKeyErrors,
         (status = 200, body = ChannelListResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/v1/channels")]

@@ -5,6 +5,7 @@ use crate::domain::Scope;
 use crate::http::auth::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::handlers::caller;
+use crate::http::responses::{ApiKeyErrors, PathErrors};
 use crate::ledger::Ledger;
 
 /// Deletes a connection, effective at once: its webhooks answer 404 from the
@@ -15,9 +16,8 @@ use crate::ledger::Ledger;
     security(("api_key" = ["keys:manage"])),
     params(("id" = Uuid, Path, description = "the connection id")),
     responses(
+        ApiKeyErrors, PathErrors,
         (status = 204, description = "deleted"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such connection in this business", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -9,6 +9,7 @@ use crate::http::auth::Principal;
 use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::Json;
 use crate::http::handlers::{caller, unknown_category};
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 use crate::ledger::Ledger;
 use crate::ledger::check::BatchResponse;
 
@@ -36,12 +37,9 @@ pub struct CheckContactsBatchRequest {
     security(("api_key" = ["checks:read"])),
     request_body = CheckContactsBatchRequest,
     responses(
+        ApiKeyErrors, JsonBodyErrors,
         (status = 200, body = BatchResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "unknown category, no phones or more than 10,000", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "state unavailable: the answer is no (`allowed: false`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/v1/checks/batch")]

@@ -9,6 +9,7 @@ use crate::http::auth::Principal;
 use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::Json;
 use crate::http::handlers::{caller, parse_phone, unknown_category};
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 use crate::ledger::Ledger;
 use crate::ledger::check::{CheckError, CheckResponse};
 
@@ -33,11 +34,9 @@ pub struct CheckContactRequest {
     security(("api_key" = ["checks:read"])),
     request_body = CheckContactRequest,
     responses(
+        ApiKeyErrors, JsonBodyErrors,
         (status = 200, body = CheckResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "invalid phone, unknown category or a future as_of", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "state unavailable: the answer is no (`allowed: false`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/v1/checks")]

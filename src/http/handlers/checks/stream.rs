@@ -17,6 +17,7 @@ use crate::http::auth::Principal;
 use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::Query;
 use crate::http::handlers::{caller, unknown_category};
+use crate::http::responses::{ApiKeyErrors, QueryErrors};
 use crate::ledger::check::StreamCounts;
 use crate::ledger::{Caller, Ledger};
 use crate::policy::Category;
@@ -68,6 +69,25 @@ pub struct CheckStreamSummary {
     pub summary: StreamCounts,
 }
 
+/// The line that ends a stream cut short: the state could not be proved fresh, so
+/// every number not answered above is a no.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckStreamError {
+    /// A 503 problem with `allowed: false`.
+    pub error: Problem,
+}
+
+/// One line of the answer: a [`CheckStreamItem`] per number, then either a
+/// [`CheckStreamSummary`] or, for a stream cut short, a [`CheckStreamError`].
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // the schema of a line; the lines are written by their own types
+pub enum CheckStreamAnswerLine {
+    Item(CheckStreamItem),
+    Summary(CheckStreamSummary),
+    Error(CheckStreamError),
+}
+
 /// may_contact for a campaign of any size, streamed: request lines are
 /// `{"phone": "..."}` (NDJSON), answer lines come back in the same order as they
 /// are decided, then one summary line. Live only (no `as_of`). If the state cannot
@@ -80,14 +100,11 @@ pub struct CheckStreamSummary {
     request_body(content = CheckStreamLine, content_type = "application/x-ndjson",
         description = "one JSON object per line: {\"phone\": \"+31612345678\"}"),
     responses(
+        ApiKeyErrors, QueryErrors,
         (status = 200, description = "one CheckStreamItem per line, in input order, then a CheckStreamSummary",
-            body = CheckStreamItem, content_type = "application/x-ndjson"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 415, body = Problem, content_type = "application/problem+json"),
+            body = CheckStreamAnswerLine, content_type = "application/x-ndjson"),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/x-ndjson`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "unknown category or region", body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "state unavailable: the answer is no (`allowed: false`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/v1/checks/stream")]
@@ -237,17 +254,11 @@ impl Stream {
                     }
                 }
                 Err(_) => {
-                    write_line(
-                        &mut out,
-                        &serde_json::json!({"error": {
-                            "type": "urn:consentgate:problem:unavailable",
-                            "title": "Service unavailable",
-                            "status": 503,
-                            "code": "unavailable",
-                            "detail": "the consent state could not be proved fresh: every number not answered above is a no",
-                            "allowed": false,
-                        }}),
-                    );
+                    let mut error = ApiError::Unavailable("stream freshness".into()).problem();
+                    error.detail = "the consent state could not be proved fresh: every number not \
+                                    answered above is a no"
+                        .to_owned();
+                    write_line(&mut out, &CheckStreamError { error });
                     self.finished = true;
                     return out.freeze();
                 }

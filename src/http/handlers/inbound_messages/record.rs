@@ -10,6 +10,7 @@ use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::{IdempotencyKey, Json};
 use crate::http::handlers::withdrawal::LenientBody;
 use crate::http::handlers::{caller, idempotency, optional_text, written};
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 use crate::ledger::Ledger;
 use crate::ledger::record::{InboundResponse, RecordInbound};
 
@@ -56,9 +57,8 @@ const FIELDS: &[&str] = &[
     request_body = RecordInboundMessageRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "retry-safe key")),
     responses(
+        ApiKeyErrors, JsonBodyErrors,
         (status = 201, body = InboundResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "no valid phone or received_at", body = Problem, content_type = "application/problem+json"),
     )

@@ -5,9 +5,10 @@ use utoipa::ToSchema;
 use super::{KeyCreatedResponse, KeyResponse};
 use crate::domain::{Scope, Scopes};
 use crate::http::auth::{Authenticator, Principal};
-use crate::http::error::{ApiError, FieldError, Problem};
+use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::Json;
 use crate::http::handlers::display_name;
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 use crate::store::Store;
 use crate::store::keys::NewApiKey;
 
@@ -28,10 +29,8 @@ pub struct CreateKeyRequest {
     security(("api_key" = ["keys:manage"])),
     request_body = CreateKeyRequest,
     responses(
+        ApiKeyErrors, JsonBodyErrors,
         (status = 201, body = KeyCreatedResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/v1/keys")]

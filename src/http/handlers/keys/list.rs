@@ -5,7 +5,8 @@ use utoipa::ToSchema;
 use super::KeyResponse;
 use crate::domain::Scope;
 use crate::http::auth::Principal;
-use crate::http::error::{ApiError, Problem};
+use crate::http::error::ApiError;
+use crate::http::responses::ApiKeyErrors;
 use crate::store::Store;
 
 /// The business's keys, oldest first, revoked ones included.
@@ -19,9 +20,8 @@ pub struct KeyListResponse {
     tag = "keys",
     security(("api_key" = ["keys:manage"])),
     responses(
+        ApiKeyErrors,
         (status = 200, body = KeyListResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[get("/v1/keys")]

@@ -5,6 +5,7 @@ use super::KeyResponse;
 use crate::domain::{Scope, time};
 use crate::http::auth::Principal;
 use crate::http::error::{ApiError, Problem};
+use crate::http::responses::{ApiKeyErrors, PathErrors};
 use crate::store::Store;
 
 /// Revokes a key of the caller's business, effective at once: its next request
@@ -14,9 +15,8 @@ use crate::store::Store;
     security(("api_key" = ["keys:manage"])),
     params(("id" = Uuid, Path, description = "the key id")),
     responses(
+        ApiKeyErrors, PathErrors,
         (status = 200, body = KeyResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such key in this business", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -10,6 +10,7 @@ use crate::http::auth::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{IdempotencyKey, Json};
 use crate::http::handlers::{caller, evidence_errors, evidence_limits, idempotency, written};
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors, PathErrors};
 use crate::ledger::Ledger;
 use crate::ledger::record::{ConfirmOptIn, OptInResponse};
 
@@ -37,12 +38,10 @@ pub struct ConfirmOptInRequest {
         ("Idempotency-Key" = Option<String>, Header, description = "retry-safe key"),
     ),
     responses(
+        ApiKeyErrors, PathErrors, JsonBodyErrors,
         (status = 200, body = OptInResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such opt-in in this business", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "already confirmed, needs no confirmation, withdrawn since, or confirmed before it was collected", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/v1/opt-ins/{id}/confirm")]

@@ -11,6 +11,7 @@ use crate::http::extract::{IdempotencyKey, Json};
 use crate::http::handlers::{
     caller, evidence_errors, evidence_limits, idempotency, parse_categories, parse_phone, written,
 };
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 use crate::ledger::Ledger;
 use crate::ledger::record::{OptInResponse, RecordOptIn};
 
@@ -47,9 +48,8 @@ pub struct RecordOptInRequest {
     request_body = RecordOptInRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "retry-safe key: the same key and body return the first response")),
     responses(
+        ApiKeyErrors, JsonBodyErrors,
         (status = 201, body = OptInResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Idempotency-Key reused with another body", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "every invalid field is listed", body = Problem, content_type = "application/problem+json"),
     )

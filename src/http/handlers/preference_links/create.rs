@@ -4,9 +4,10 @@ use super::{CreatePreferenceLinkRequest, PreferenceLinkResponse};
 use crate::domain::Scope;
 use crate::http::auth::Principal;
 use crate::http::browser::WebState;
-use crate::http::error::{ApiError, FieldError, Problem};
+use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::Json;
 use crate::http::handlers::{caller, parse_phone};
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 use crate::ledger::Ledger;
 use crate::ledger::preferences::{DEFAULT_LINK_TTL, MAX_LINK_TTL, MIN_LINK_TTL};
 
@@ -22,10 +23,8 @@ use crate::ledger::preferences::{DEFAULT_LINK_TTL, MAX_LINK_TTL, MIN_LINK_TTL};
     security(("api_key" = ["consents:write"])),
     request_body = CreatePreferenceLinkRequest,
     responses(
+        ApiKeyErrors, JsonBodyErrors,
         (status = 201, body = PreferenceLinkResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/v1/preference-links")]

@@ -5,6 +5,7 @@ use crate::domain::Scope;
 use crate::http::auth::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::handlers::caller;
+use crate::http::responses::{ApiKeyErrors, PathErrors};
 use crate::ledger::Ledger;
 
 /// Revokes a preference link, effective at once: its page answers "this link has
@@ -16,9 +17,8 @@ use crate::ledger::Ledger;
     security(("api_key" = ["consents:write"])),
     params(("id" = Uuid, Path, description = "the link id")),
     responses(
+        ApiKeyErrors, PathErrors,
         (status = 204, description = "revoked"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such link in this business", body = Problem, content_type = "application/problem+json"),
     )
 )]

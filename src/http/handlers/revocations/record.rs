@@ -9,6 +9,7 @@ use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{IdempotencyKey, Json};
 use crate::http::handlers::withdrawal::LenientBody;
 use crate::http::handlers::{caller, evidence_limits, idempotency, written};
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 use crate::ledger::Ledger;
 use crate::ledger::record::{RecordRevocation, RevocationResponse};
 
@@ -46,9 +47,8 @@ const FIELDS: &[&str] = &[
     request_body = RecordRevocationRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "retry-safe key")),
     responses(
+        ApiKeyErrors, JsonBodyErrors,
         (status = 201, body = RevocationResponse),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "no valid phone", body = Problem, content_type = "application/problem+json"),
     )

@@ -7,6 +7,7 @@ use crate::http::auth::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::{IdempotencyKey, Json};
 use crate::http::handlers::{caller, idempotency, optional_text, parse_phone, written};
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 use crate::ledger::Ledger;
 use crate::ledger::subjects::ErasureReceipt;
 
@@ -25,11 +26,9 @@ use crate::ledger::subjects::ErasureReceipt;
     request_body = SubjectRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "retry-safe key")),
     responses(
+        ApiKeyErrors, JsonBodyErrors,
         (status = 200, body = ErasureReceipt),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "nothing is or was held about this number", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/v1/subjects/erase")]

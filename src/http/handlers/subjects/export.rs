@@ -6,6 +6,7 @@ use crate::http::auth::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::Json;
 use crate::http::handlers::{caller, optional_text, parse_phone};
+use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
 use crate::ledger::Ledger;
 use crate::ledger::subjects::SubjectExport;
 
@@ -18,11 +19,9 @@ use crate::ledger::subjects::SubjectExport;
     security(("api_key" = ["subjects:manage"])),
     request_body = SubjectRequest,
     responses(
+        ApiKeyErrors, JsonBodyErrors,
         (status = 200, body = SubjectExport),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "nothing is held about this number", body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[post("/v1/subjects/export")]

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use crate::channels::Signal;
 use crate::http::error::ApiError;
 use crate::http::observe::Metrics;
+use crate::http::throttle::{ClientAddr, Throttle};
 use crate::ledger::Ledger;
 use crate::ledger::channels::{OpenChannel, SignalOutcome};
 use crate::store::StoreError;
@@ -79,5 +80,41 @@ pub(crate) async fn apply(
 pub(crate) fn count(metrics: Option<&Metrics>, platform: &'static str, outcome: &'static str) {
     if let Some(metrics) = metrics {
         metrics.channel_item(platform, outcome);
+    }
+}
+
+/// Webhooks authenticate by their signature, not by a key, so they are throttled
+/// like any unauthenticated caller: per client address before anything is read
+/// (each delivery costs a store read and an HMAC over the body), and a missing or
+/// wrong signature is charged as a failed authentication (401 while that small
+/// quota lasts, then 429 with `Retry-After`).
+pub(crate) struct Gate {
+    throttle: actix_web::web::Data<Throttle>,
+    client: ClientAddr,
+}
+
+impl Gate {
+    /// Admits the request or refuses it (429); fails closed without a throttle.
+    pub(crate) fn admit(req: &actix_web::HttpRequest) -> Result<Gate, ApiError> {
+        let throttle = req
+            .app_data::<actix_web::web::Data<Throttle>>()
+            .cloned()
+            .ok_or_else(|| ApiError::Unavailable("throttle not configured".into()))?;
+        let client = throttle.client(req);
+        throttle.before_auth(client)?;
+        Ok(Gate { throttle, client })
+    }
+
+    /// The answer to a bad signature on `header`.
+    pub(crate) fn bad_signature(&self, header: &'static str) -> ApiError {
+        self.refused(ApiError::BadSignature(header))
+    }
+
+    /// Charges a failed authentication: `error` while the quota lasts, else 429.
+    pub(crate) fn refused(&self, error: ApiError) -> ApiError {
+        match self.throttle.after_failure(self.client) {
+            ApiError::Unauthorized => error,
+            limited => limited,
+        }
     }
 }

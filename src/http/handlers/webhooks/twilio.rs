@@ -1,11 +1,12 @@
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use uuid::Uuid;
 
-use super::{WebhookResponse, apply, count};
+use super::{Gate, WebhookResponse, apply, count};
 use crate::channels::twilio;
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::RawBody;
 use crate::http::observe::Metrics;
+use crate::http::responses::WebhookErrors;
 use crate::ledger::Ledger;
 use crate::ledger::channels::{ChannelConfig, ChannelKind, ChannelSecrets};
 
@@ -23,6 +24,7 @@ const PLATFORM: &str = "twilio";
     params(("channel_id" = Uuid, Path, description = "the Twilio connection")),
     request_body(content = String, description = "the form Twilio posts", content_type = "application/x-www-form-urlencoded"),
     responses(
+        WebhookErrors,
         (status = 200, description = "empty TwiML", body = String, content_type = "application/xml"),
         (status = 401, description = "missing or wrong signature: nothing recorded", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such Twilio connection", body = Problem, content_type = "application/problem+json"),
@@ -38,6 +40,7 @@ pub async fn receive_twilio_webhook(
     path: web::Path<Uuid>,
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
+    let gate = Gate::admit(&req)?;
     let metrics = metrics.as_ref().map(|m| m.get_ref());
     let channel = ledger
         .open_channel(path.into_inner(), ChannelKind::Twilio)
@@ -57,7 +60,7 @@ pub async fn receive_twilio_webhook(
         .map(|v| v.as_bytes());
     if !twilio::verify_signature(auth_token.as_bytes(), webhook_url, &params, signature) {
         count(metrics, PLATFORM, "invalid_signature");
-        return Err(ApiError::BadSignature(twilio::SIGNATURE_HEADER));
+        return Err(gate.bad_signature(twilio::SIGNATURE_HEADER));
     }
     let mut summary = WebhookResponse::default();
     // A status callback sent to this URL is no message from the person.

@@ -4,11 +4,12 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::{WebhookResponse, apply, count};
+use super::{Gate, WebhookResponse, apply, count};
 use crate::channels::{Skipped, whatsapp};
 use crate::http::error::{ApiError, Problem};
 use crate::http::extract::RawBody;
 use crate::http::observe::Metrics;
+use crate::http::responses::{RateLimited, Unavailable, WebhookErrors};
 use crate::ledger::Ledger;
 use crate::ledger::channels::{ChannelKind, ChannelSecrets};
 
@@ -30,6 +31,8 @@ const PLATFORM: &str = "whatsapp";
         (status = 200, description = "the challenge", body = String, content_type = "text/plain"),
         (status = 403, description = "wrong mode or token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such WhatsApp connection", body = Problem, content_type = "application/problem+json"),
+        (status = 429, response = RateLimited),
+        (status = 503, response = Unavailable),
     )
 )]
 #[get("/v1/webhooks/whatsapp/{channel_id}")]
@@ -39,6 +42,7 @@ pub async fn verify_whatsapp_webhook(
     ledger: web::Data<Ledger>,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
+    let gate = Gate::admit(&req)?;
     let channel = ledger
         .open_channel(path.into_inner(), ChannelKind::Whatsapp)
         .await?
@@ -68,7 +72,7 @@ pub async fn verify_whatsapp_webhook(
                 .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
                 .body(challenge))
         }
-        _ => Err(ApiError::VerificationRefused),
+        _ => Err(gate.refused(ApiError::VerificationRefused)),
     }
 }
 
@@ -84,6 +88,7 @@ pub async fn verify_whatsapp_webhook(
     params(("channel_id" = Uuid, Path, description = "the WhatsApp connection")),
     request_body(content = Object, description = "the payload exactly as Meta sends it", content_type = "application/json"),
     responses(
+        WebhookErrors,
         (status = 200, body = WebhookResponse),
         (status = 400, description = "not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "missing or wrong signature: nothing recorded", body = Problem, content_type = "application/problem+json"),
@@ -100,6 +105,7 @@ pub async fn receive_whatsapp_webhook(
     path: web::Path<Uuid>,
     body: RawBody,
 ) -> Result<HttpResponse, ApiError> {
+    let gate = Gate::admit(&req)?;
     let metrics = metrics.as_ref().map(|m| m.get_ref());
     let channel = ledger
         .open_channel(path.into_inner(), ChannelKind::Whatsapp)
@@ -114,7 +120,7 @@ pub async fn receive_whatsapp_webhook(
         .map(|v| v.as_bytes());
     if !whatsapp::verify_signature(app_secret.as_bytes(), &body.0, signature) {
         count(metrics, PLATFORM, "invalid_signature");
-        return Err(ApiError::BadSignature(whatsapp::SIGNATURE_HEADER));
+        return Err(gate.bad_signature(whatsapp::SIGNATURE_HEADER));
     }
     let parsed = whatsapp::parse(&body.0, |id| channel.serves(id))
         .ok_or_else(|| ApiError::MalformedBody("the webhook body is not a JSON document".into()))?;
