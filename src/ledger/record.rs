@@ -1,6 +1,6 @@
 //! Recording: opt-ins, confirmations, revocations, blocks and inbound messages.
 //! Each appends its fact and its audit event in one transaction through the
-//! store's one write path, with an optional Idempotency-Key.
+//! group-commit writer (`crate::writer`), with an optional Idempotency-Key.
 //!
 //! Every fact of a write is recorded at the write's recorded time (the store's
 //! monotone per-business clock, see `Store::write`), and its effective time is
@@ -256,7 +256,7 @@ impl Ledger {
         let policy = caller.policy.clone();
         let keys = self.keys.clone();
         let written = self
-            .store
+            .writer
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
                 let effective_at = command.evidence.collected_at.min(now);
                 // Consent collected before the person had their data erased is void:
@@ -318,8 +318,7 @@ impl Ledger {
                 Ok((response, vec![event]))
             })
             .await;
-        self.after_write(caller).await;
-        written
+        self.after_commit(caller, written).await
     }
 
     /// `POST /v1/opt-ins/{id}/confirm`: the double opt-in confirmation.
@@ -333,7 +332,7 @@ impl Ledger {
         let policy = caller.policy.clone();
         let keys = self.keys.clone();
         let written = self
-            .store
+            .writer
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
                 let row = rows::fact(conn, business_id, command.opt_in_id)?;
                 if row.kind != FactKind::OptIn.as_str() {
@@ -408,8 +407,7 @@ impl Ledger {
                 Ok((response, vec![event]))
             })
             .await;
-        self.after_write(caller).await;
-        written
+        self.after_commit(caller, written).await
     }
 
     /// `POST /v1/revocations`: effective at once (GDPR Art. 7(3)). Recorded even for
@@ -425,7 +423,7 @@ impl Ledger {
         let pseudonym = self.pseudonym(business_id, &command.phone);
         let keys = self.keys.clone();
         let written = self
-            .store
+            .writer
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
                 let subject = open_or_create_subject(
                     conn,
@@ -453,8 +451,7 @@ impl Ledger {
                 Ok((response, vec![event]))
             })
             .await;
-        self.after_write(caller).await;
-        written
+        self.after_commit(caller, written).await
     }
 
     /// A platform's "resume" (e.g. WhatsApp `user_preferences` resume of marketing):
@@ -472,7 +469,7 @@ impl Ledger {
         let policy = caller.policy.clone();
         let keys = self.keys.clone();
         let result = self
-            .store
+            .writer
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
                 let Some(found) = rows::find_subject(conn, business_id, &pseudonym)? else {
                     return Err(StoreError::Conflict("nothing_to_restore"));
@@ -504,7 +501,7 @@ impl Ledger {
                 Ok((response, vec![event]))
             })
             .await;
-        self.after_write(caller).await;
+        let result = self.after_commit(caller, result).await;
         match result {
             // Nothing to undo: nothing changed, so nothing is recorded or audited.
             Err(StoreError::Conflict("nothing_to_restore")) => {
@@ -530,7 +527,7 @@ impl Ledger {
         let pseudonym = self.pseudonym(business_id, &command.phone);
         let keys = self.keys.clone();
         let written = self
-            .store
+            .writer
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
                 let subject = open_or_create_subject(
                     conn,
@@ -581,8 +578,7 @@ impl Ledger {
                 Ok((response, vec![event]))
             })
             .await;
-        self.after_write(caller).await;
-        written
+        self.after_commit(caller, written).await
     }
 
     /// `POST /v1/inbound-messages`: opens or restarts the customer-service window,
@@ -598,7 +594,7 @@ impl Ledger {
         let policy = caller.policy.clone();
         let keys = self.keys.clone();
         let written = self
-            .store
+            .writer
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
                 let subject = open_or_create_subject(
                     conn,
@@ -697,8 +693,7 @@ impl Ledger {
                 Ok((response, events))
             })
             .await;
-        self.after_write(caller).await;
-        written
+        self.after_commit(caller, written).await
     }
 }
 

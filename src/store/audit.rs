@@ -15,7 +15,7 @@ use crate::crypto::signing::{PublicKey, SigningKey, checkpoint_message};
 use crate::domain::{Actor, time};
 
 /// The chain head of one business, read under its lock.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Head {
     business_id: Uuid,
     seq: i64,
@@ -26,6 +26,20 @@ pub struct Head {
 }
 
 impl Head {
+    pub fn business_id(&self) -> Uuid {
+        self.business_id
+    }
+
+    /// The sequence number of the chain's last event (0 for an empty chain).
+    pub fn seq(&self) -> i64 {
+        self.seq
+    }
+
+    /// The hash of the chain's last event (the genesis hash for an empty chain).
+    pub fn hash(&self) -> &[u8] {
+        &self.hash
+    }
+
     /// The recorded time of the next write of this chain: the writer's clock, but
     /// always after the chain's last recorded time. So within a business recorded
     /// times follow commit order whatever the clocks of the nodes that wrote: a
@@ -55,6 +69,11 @@ impl Checkpointer {
 
     pub fn public_key(&self) -> PublicKey {
         self.key.public_key()
+    }
+
+    /// Whether a chain at `seq` whose last checkpoint is at `last` is due one.
+    pub fn is_due(&self, seq: i64, last: i64) -> bool {
+        seq - last >= self.every
     }
 }
 
@@ -96,7 +115,7 @@ pub(super) fn create_head(conn: &mut DbConnection, business_id: Uuid) -> Result<
 /// Locks the head row (a no-op UPDATE is a write on both backends: a row lock on
 /// PostgreSQL, the database write lock on SQLite) and reads it. `NotFound` when the
 /// business does not exist.
-pub(super) fn lock_head(conn: &mut DbConnection, business_id: Uuid) -> Result<Head, StoreError> {
+pub fn lock_head(conn: &mut DbConnection, business_id: Uuid) -> Result<Head, StoreError> {
     let id = business_id.to_string();
     let locked = diesel::update(audit_heads::table.find(&id))
         .set(audit_heads::seq.eq(audit_heads::seq))
@@ -130,6 +149,22 @@ pub(super) fn append(
     at: DateTime<Utc>,
     events: Vec<NewEvent>,
 ) -> Result<Head, StoreError> {
+    append_events(conn, &mut head, actor, at, events)?;
+    save_head(conn, &head)?;
+    Ok(head)
+}
+
+/// Inserts events after `head`, recorded at `at`, and advances `head` in memory
+/// only: the caller stores it with [`save_head`] before its transaction commits
+/// (a group commit stores each moved head once per batch). Must run in the
+/// transaction that holds the head's lock and made the change the events record.
+pub fn append_events(
+    conn: &mut DbConnection,
+    head: &mut Head,
+    actor: Actor,
+    at: DateTime<Utc>,
+    events: Vec<NewEvent>,
+) -> Result<(), StoreError> {
     if events.is_empty() {
         return Err(StoreError::Internal(
             "a state change must append at least one audit event".into(),
@@ -158,19 +193,24 @@ pub(super) fn append(
         head.seq = e.seq;
         head.hash = e.hash;
     }
+    head.last_recorded_at = Some(at);
+    Ok(())
+}
+
+/// Stores a head moved by [`append_events`] (under its lock, before commit).
+pub fn save_head(conn: &mut DbConnection, head: &Head) -> Result<(), StoreError> {
     diesel::update(audit_heads::table.find(head.business_id.to_string()))
         .set((
             audit_heads::seq.eq(head.seq),
             audit_heads::hash.eq(&head.hash),
-            audit_heads::last_recorded_at.eq(Some(to_naive(at))),
+            audit_heads::last_recorded_at.eq(head.last_recorded_at.map(to_naive)),
         ))
         .execute(conn)?;
-    head.last_recorded_at = Some(at);
-    Ok(head)
+    Ok(())
 }
 
 /// The latest checkpoint's seq of a business (0 when none).
-fn last_checkpoint_seq(conn: &mut DbConnection, business_id: Uuid) -> Result<i64, StoreError> {
+pub fn last_checkpoint_seq(conn: &mut DbConnection, business_id: Uuid) -> Result<i64, StoreError> {
     Ok(audit_checkpoints::table
         .filter(audit_checkpoints::business_id.eq(business_id.to_string()))
         .select(diesel::dsl::max(audit_checkpoints::seq))
@@ -183,10 +223,21 @@ fn insert_checkpoint(
     checkpointer: &Checkpointer,
     head: &Head,
 ) -> Result<StoredCheckpoint, StoreError> {
+    insert_checkpoint_of(conn, checkpointer, head.business_id, head.seq, &head.hash)
+}
+
+/// Signs and stores a checkpoint of a committed head `(seq, hash)` of a business.
+pub fn insert_checkpoint_of(
+    conn: &mut DbConnection,
+    checkpointer: &Checkpointer,
+    business_id: Uuid,
+    seq: i64,
+    hash: &[u8],
+) -> Result<StoredCheckpoint, StoreError> {
     let mut checkpoint = StoredCheckpoint {
-        business_id: head.business_id,
-        seq: head.seq,
-        hash: head.hash.clone(),
+        business_id,
+        seq,
+        hash: hash.to_vec(),
         at: time::now(),
         key_id: checkpointer.key.key_id(),
         signature: Vec::new(),
@@ -290,7 +341,7 @@ impl Store {
         let Some(checkpointer) = &self.checkpointer else {
             return Ok(());
         };
-        if head.seq - last_checkpoint_seq(conn, head.business_id)? >= checkpointer.every {
+        if checkpointer.is_due(head.seq, last_checkpoint_seq(conn, head.business_id)?) {
             insert_checkpoint(conn, checkpointer, head)?;
         }
         Ok(())

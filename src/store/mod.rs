@@ -368,6 +368,20 @@ impl Store {
         self
     }
 
+    /// What signs checkpoints, if this store does.
+    pub fn checkpointer(&self) -> Option<Arc<audit::Checkpointer>> {
+        self.checkpointer.clone()
+    }
+
+    /// A connection of its own, outside the pool, set up like the pool's (for a
+    /// long-lived worker such as the group-commit writer).
+    pub fn dedicated_connection(&self) -> Result<DbConnection, StoreError> {
+        use diesel::r2d2::ManageConnection;
+        self.manager
+            .connect()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
     /// The checkpoint verification key, if this store signs checkpoints.
     pub fn checkpoint_public_key(&self) -> Option<crate::crypto::signing::PublicKey> {
         self.checkpointer.as_ref().map(|c| c.public_key())
@@ -565,6 +579,16 @@ impl Store {
             outcome
         })
         .await
+    }
+
+    /// Runs `f` in a savepoint of the transaction `conn` is in (a nested diesel
+    /// transaction: `SAVEPOINT` on both backends): when `f` fails, what it wrote
+    /// is rolled back and the enclosing transaction goes on.
+    pub fn savepoint<T, F>(conn: &mut DbConnection, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+    {
+        conn.transaction(f)
     }
 
     /// A write transaction, serialised with this process's other SQLite writers.
