@@ -47,16 +47,29 @@ fn decisions(c: &mut Criterion) {
     let history = history();
     let now = Utc::now();
     c.bench_function("decide/full_history_3_facts", |b| {
-        b.iter(|| decide(black_box(&history), &policy, &utility, Some(31), Moment::Live(now)))
+        b.iter(|| {
+            decide(
+                black_box(&history),
+                &policy,
+                &utility,
+                Some(31),
+                Moment::Live(now),
+            )
+        })
     });
     let summary = SubjectState::fold(&history, &policy, Moment::Live(now)).summary(&policy);
     let packed = LiveState::pack(&summary).unwrap();
     let index = policy.category_index(&utility).unwrap();
     c.bench_function("decide/packed_projection", |b| {
         b.iter(|| {
-            black_box(&packed)
-                .verdict(index)
-                .decide(&policy, &utility, packed.blocked(), None, Some(31), now)
+            black_box(&packed).verdict(index).decide(
+                &policy,
+                &utility,
+                packed.blocked(),
+                None,
+                Some(31),
+                now,
+            )
         })
     });
 }
@@ -76,7 +89,9 @@ fn phones(c: &mut Criterion) {
 fn pseudonyms(c: &mut Criterion) {
     let key = PseudonymKey::derive(&MasterKey::generate(), Uuid::now_v7());
     let phone = Phone::parse("+31612345678", None).unwrap();
-    c.bench_function("pseudonym/hmac_sha256", |b| b.iter(|| key.pseudonym(black_box(&phone))));
+    c.bench_function("pseudonym/hmac_sha256", |b| {
+        b.iter(|| key.pseudonym(black_box(&phone)))
+    });
     c.bench_function("pseudonym/derive_business_key", |b| {
         let master = MasterKey::generate();
         b.iter(|| PseudonymKey::derive(&master, black_box(Uuid::nil())))

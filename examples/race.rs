@@ -39,7 +39,11 @@ impl Nodes {
 
     async fn allowed(&self, node: usize, phone: &str) -> Result<bool, String> {
         let (status, body) = self
-            .post(node, "/v1/checks", &json!({"phone": phone, "category": "utility"}))
+            .post(
+                node,
+                "/v1/checks",
+                &json!({"phone": phone, "category": "utility"}),
+            )
             .await?;
         if status != 200 {
             return Err(format!("check answered {status}: {body}"));

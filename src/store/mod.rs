@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod businesses;
+pub mod durability;
 pub mod fence;
 pub mod keys;
 pub mod ledger;
@@ -248,7 +249,15 @@ impl r2d2::ManageConnection for ConnectionManager {
                     conn.batch_execute(pragma)
                         .map_err(r2d2::Error::QueryError)?;
                 }
-                Ok(DbConnection::Sqlite(conn))
+                let mut conn = DbConnection::Sqlite(conn);
+                // Read back: a connection that would acknowledge a write it can
+                // still lose is refused (see `durability`).
+                let (mode, synchronous) = durability::sqlite_settings(&mut conn).map_err(|e| {
+                    r2d2::Error::ConnectionError(ConnectionError::BadConnection(e.to_string()))
+                })?;
+                durability::check_sqlite(&mode, synchronous)
+                    .map_err(|e| r2d2::Error::ConnectionError(ConnectionError::BadConnection(e)))?;
+                Ok(conn)
             }
         }
     }
@@ -380,6 +389,24 @@ impl Store {
         self.manager
             .connect()
             .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// Checks the durability settings (see [`durability`]) and returns what is
+    /// wrong with them, to be logged as warnings at start; a SQLite connection
+    /// without them was already refused.
+    pub fn durability_warnings(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn()?;
+        match self.backend {
+            Backend::Sqlite => {
+                let (mode, synchronous) = durability::sqlite_settings(&mut conn)?;
+                durability::check_sqlite(&mode, synchronous).map_err(StoreError::Unavailable)?;
+                Ok(Vec::new())
+            }
+            Backend::Postgres => {
+                let (synchronous_commit, fsync) = durability::postgres_settings(&mut conn)?;
+                Ok(durability::postgres_warnings(&synchronous_commit, &fsync))
+            }
+        }
     }
 
     /// The checkpoint verification key, if this store signs checkpoints.

@@ -474,9 +474,14 @@ impl Checkpoints {
                         }
                     }
                     for (business_id, (seq, hash)) in newest {
-                        if let Err(e) =
-                            checkpoint_if_due(&store, &checkpointer, &mut last, business_id, seq, &hash)
-                        {
+                        if let Err(e) = checkpoint_if_due(
+                            &store,
+                            &checkpointer,
+                            &mut last,
+                            business_id,
+                            seq,
+                            &hash,
+                        ) {
                             // The periodic job checkpoints moved chains anyway.
                             tracing::warn!(%business_id, error = %e, "checkpoint failed");
                             last.remove(&business_id);
