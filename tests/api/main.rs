@@ -31,3 +31,4 @@ mod scopes;
 mod stream;
 mod subjects;
 mod withdrawals;
+mod writer;
