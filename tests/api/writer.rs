@@ -17,6 +17,7 @@ use crate::helpers::TestApp;
 backend_tests!(
     writes_failing_beside_others_fail_alone_and_leave_no_trace,
     a_write_for_an_unknown_business_fails_alone,
+    a_constraint_violation_rolls_back_to_its_savepoint_and_the_batch_commits,
     writes_of_several_businesses_batch_together_on_their_own_chains,
 );
 
@@ -139,4 +140,36 @@ async fn writes_of_several_businesses_batch_together_on_their_own_chains(app: Te
         let report = app.store.verify_chain(id).await.unwrap();
         assert!(report.valid, "{report:?}");
     }
+}
+
+async fn a_constraint_violation_rolls_back_to_its_savepoint_and_the_batch_commits(app: TestApp) {
+    let biz = app.create_business("Acme", "whatsapp-eu").await;
+    let business_id: Uuid = biz.id.parse().unwrap();
+    let writer = Writer::new(app.store.clone());
+    // Writes 0..10 all insert the subject of pseudonym 9 except 3..10, which are
+    // fresh: the second insert of the same pseudonym breaks a UNIQUE rule (on
+    // PostgreSQL an SQL error aborts the whole transaction unless it is rolled
+    // back to its savepoint).
+    let results = join_all((0..10u8).map(|i| {
+        let writer = &writer;
+        async move {
+            subject_write(
+                writer,
+                business_id,
+                if i < 3 { 99 } else { i },
+                false,
+                false,
+            )
+            .await
+        }
+    }))
+    .await;
+    let conflicts = results
+        .iter()
+        .filter(|r| matches!(r, Err(StoreError::Conflict("already_exists"))))
+        .count();
+    let ok = results.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
+    assert_eq!((ok, conflicts), (8, 2), "{results:?}");
+    let report = app.store.verify_chain(business_id).await.unwrap();
+    assert!(report.valid, "{report:?}");
 }
