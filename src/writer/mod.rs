@@ -530,7 +530,8 @@ fn checkpoint_if_due(
         if chain::last_checkpoint_seq(conn, business_id)? >= seq {
             return Ok(());
         }
-        chain::insert_checkpoint_of(conn, checkpointer, business_id, seq, hash).map(|_| ())
+        let checkpoint = checkpointer.sign(business_id, seq, hash, store.clock().now());
+        chain::store_checkpoint(conn, &checkpoint)
     });
     made?;
     last.insert(business_id, seq);
