@@ -391,6 +391,38 @@ impl Store {
             .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
+    /// The group-commit writer's own connection. On SQLite it does not run WAL
+    /// checkpoints when it commits (an automatic checkpoint copies pages back into
+    /// the database and fsyncs it inside the writer's commit, stalling every
+    /// write queued behind it); [`Store::checkpoint_wal`] does that off the
+    /// writer's path. And it keeps a larger page cache (the writer touches every
+    /// index).
+    pub fn writer_connection(&self) -> Result<DbConnection, StoreError> {
+        let mut conn = self.dedicated_connection()?;
+        if self.backend == Backend::Sqlite {
+            for pragma in [
+                "PRAGMA wal_autocheckpoint = 0;",
+                "PRAGMA cache_size = -32768;",
+            ] {
+                conn.batch_execute(pragma)?;
+            }
+        }
+        Ok(conn)
+    }
+
+    /// SQLite: copies what the WAL holds back into the database without waiting
+    /// for readers or writers (`PASSIVE`); the WAL restarts from its beginning once
+    /// a checkpoint completed. With `synchronous=FULL` the database is fsynced
+    /// before the WAL is reused, so nothing committed is ever only in memory.
+    /// A no-op on PostgreSQL.
+    pub fn checkpoint_wal(&self, conn: &mut DbConnection) -> Result<(), StoreError> {
+        if self.backend == Backend::Sqlite {
+            let _: WalCheckpoint =
+                diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result(conn)?;
+        }
+        Ok(())
+    }
+
     /// Checks the durability settings (see [`durability`]) and returns what is
     /// wrong with them, to be logged as warnings at start; a SQLite connection
     /// without them was already refused.

@@ -197,6 +197,9 @@ impl Writer {
                 Backend::Postgres => POSTGRES_SHARDS,
             };
             let checkpoints = Checkpoints::start(self.inner.store.clone());
+            if self.inner.store.backend() == Backend::Sqlite {
+                start_wal_checkpoints(self.inner.store.clone(), Arc::downgrade(&self.inner));
+            }
             (0..count)
                 .map(|i| Shard::start(i, self.inner.store.clone(), checkpoints.clone()))
                 .collect()
@@ -377,7 +380,7 @@ impl Shard {
         while let Some(mut batch) = self.next_batch() {
             let committed = match conn.as_mut() {
                 Some(c) => commit_batch(store, c, &mut batch),
-                None => match store.dedicated_connection() {
+                None => match store.writer_connection() {
                     Ok(c) => commit_batch(store, conn.insert(c), &mut batch),
                     Err(e) => Err(e),
                 },
@@ -445,6 +448,37 @@ fn commit_batch(
         }
         Ok(moved)
     })
+}
+
+/// How often the WAL of a SQLite database is checkpointed (see
+/// [`Store::writer_connection`]).
+const WAL_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// SQLite: checkpoints the WAL beside the writer (whose own connection does not),
+/// until the writer is gone.
+fn start_wal_checkpoints(store: Store, writer: std::sync::Weak<Inner>) {
+    std::thread::Builder::new()
+        .name("consentgate-wal-checkpoints".into())
+        .spawn(move || {
+            let mut conn = None;
+            loop {
+                std::thread::sleep(WAL_CHECKPOINT_EVERY);
+                if writer.strong_count() == 0 {
+                    return;
+                }
+                let checkpointed = match conn.as_mut() {
+                    Some(c) => store.checkpoint_wal(c),
+                    None => store
+                        .dedicated_connection()
+                        .and_then(|c| store.checkpoint_wal(conn.insert(c))),
+                };
+                if let Err(e) = checkpointed {
+                    tracing::debug!(error = %e, "WAL checkpoint failed; retried");
+                    conn = None;
+                }
+            }
+        })
+        .expect("the WAL checkpoint thread starts");
 }
 
 /// The checkpoint thread: signs a checkpoint of a committed head when one is due,
