@@ -97,12 +97,12 @@ CREATE SEQUENCE IF NOT EXISTS pgbench_event_seq;
 EOF
 cat > "$WORK/pgbench_opt_in.sql" << 'EOF'
 BEGIN;
-INSERT INTO pgbench_facts VALUES (gen_random_uuid()::text, 'bench', gen_random_uuid()::text,
-  'opt_in', '["utility"]', 'web', decode(repeat(md5(random()::text), 8), 'hex'), now(), now());
-INSERT INTO pgbench_events VALUES ('bench', nextval('pgbench_event_seq'), gen_random_uuid()::text,
-  now(), 'opt_in.recorded', 'key:bench', gen_random_uuid()::text, repeat('x', 400),
-  decode(md5(random()::text) || md5(random()::text), 'hex'),
-  decode(md5(random()::text) || md5(random()::text), 'hex'));
+INSERT INTO pgbench_facts VALUES (CAST(gen_random_uuid() AS text), 'bench', CAST(gen_random_uuid() AS text),
+  'opt_in', '["utility"]', 'web', decode(repeat(md5(CAST(random() AS text)), 8), 'hex'), now(), now());
+INSERT INTO pgbench_events VALUES ('bench', nextval('pgbench_event_seq'), CAST(gen_random_uuid() AS text),
+  now(), 'opt_in.recorded', 'key:' || 'bench', CAST(gen_random_uuid() AS text), repeat('x', 400),
+  decode(md5(CAST(random() AS text)) || md5(CAST(random() AS text)), 'hex'),
+  decode(md5(CAST(random() AS text)) || md5(CAST(random() AS text)), 'hex'));
 END;
 EOF
 
