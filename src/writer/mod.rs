@@ -485,15 +485,18 @@ fn start_wal_checkpoints(store: Store, writer: std::sync::Weak<Inner>) {
 /// in its own transaction, so signing never holds up a batch.
 #[derive(Clone)]
 struct Checkpoints {
-    sender: Option<mpsc::Sender<Vec<(Uuid, i64, Vec<u8>)>>>,
+    sender: Option<mpsc::Sender<Vec<MovedHead>>>,
 }
+
+/// A head a batch committed: business, seq, hash.
+type MovedHead = (Uuid, i64, Vec<u8>);
 
 impl Checkpoints {
     fn start(store: Store) -> Checkpoints {
         let Some(checkpointer) = store.checkpointer() else {
             return Checkpoints { sender: None };
         };
-        let (sender, receiver) = mpsc::channel::<Vec<(Uuid, i64, Vec<u8>)>>();
+        let (sender, receiver) = mpsc::channel::<Vec<MovedHead>>();
         std::thread::Builder::new()
             .name("consentgate-checkpoints".into())
             .spawn(move || {
