@@ -35,11 +35,18 @@
 //!    checkpoint when one is due, in a transaction of its own: signing never holds
 //!    up the writer.
 //!
+//! 6. SQLite only: the writer's connection never checkpoints the WAL itself (an
+//!    automatic checkpoint would copy pages back and fsync the database inside
+//!    the writer's commit, stalling every write queued behind it); a thread beside
+//!    it runs a PASSIVE checkpoint every 250 ms (`WAL_CHECKPOINT_EVERY`).
+//!
 //! The chain is exactly what it was with one transaction per write: per
 //! business, contiguous, each event in the same transaction as its change.
-//! Writes that bypass this module (the CLI, key management in the store) still
-//! take the same head lock (and on SQLite the same in-process writer mutex), so
-//! they interleave safely with batches.
+//! Writes that bypass this module (businesses and keys, preference links, subject
+//! exports, retention purges and the CLI go through `Store::write`, one
+//! transaction each: they are rare) still take the same head lock (and on
+//! SQLite the same in-process writer mutex), so they interleave safely with
+//! batches.
 //!
 //! Depends on `store` (statements, head lock, chain append), `audit` (events)
 //! and `domain` (actors); never on actix.
