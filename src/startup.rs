@@ -82,6 +82,9 @@ pub fn prepare(settings: &Settings) -> Result<Prepared, StartupError> {
     })
     .map_err(store_error)?
     .with_checkpoints(signing_key, settings.checkpoint_every_events);
+    for warning in store.durability_warnings().map_err(store_error)? {
+        tracing::warn!("{warning}");
+    }
     let mut conn = store.conn().map_err(store_error)?;
     let applied = migrations::run_pending(&mut conn).map_err(store_error)?;
     if !applied.is_empty() {

@@ -1,9 +1,12 @@
 //! The audit chain: what an event is, and how a chain is verified.
 //!
-//! Appending happens in `store::audit` inside the same transaction as the change it
-//! records; the hash is defined in `crypto::chain`. Verification here is a pure
+//! The next event of a chain is made by [`head::Head::chain`] (numbered, linked,
+//! hashed as `crypto::chain` defines) and inserted by the store inside the same
+//! transaction as the change it records; checkpoints are signed in [`checkpoint`]. Verification here is a pure
 //! fold over events in sequence order, so it streams in bounded memory.
 
+pub mod checkpoint;
+pub mod head;
 pub mod verify;
 
 use serde_json::Value;

@@ -31,7 +31,8 @@ use crate::domain::Actor;
 use crate::domain::phone::Phone;
 use crate::policy::{Policy, PolicySet};
 use crate::store::ledger::{self as rows, SubjectKeys};
-use crate::store::{DbConnection, Store, StoreError};
+use crate::store::{DbConnection, Store, StoreError, Written};
+use crate::writer::{Committed, Writer};
 
 /// The keys everything personal hangs on, derived once from the master key.
 pub struct Keyring {
@@ -85,6 +86,8 @@ pub struct Ledger {
     policies: Arc<PolicySet>,
     /// What live checks are answered from (see [`projection`]).
     projection: Arc<projection::Projection>,
+    /// Every write of the ledger goes through it (group commit, see [`crate::writer`]).
+    writer: Writer,
 }
 
 impl Ledger {
@@ -95,6 +98,7 @@ impl Ledger {
             policies.clone(),
         ));
         Ledger {
+            writer: Writer::new(store.clone()),
             store,
             keys,
             policies,
@@ -113,6 +117,32 @@ impl Ledger {
         self.projection
             .refresh(caller.business_id, &caller.policy)
             .await;
+    }
+
+    /// After a write of the caller's business committed at chain head `seq`: bring
+    /// this node's projection up to at least `seq` before the write is
+    /// acknowledged (no fence read: the writer said how far to go).
+    pub(crate) async fn after_write_to(&self, caller: &Caller, seq: i64) {
+        self.projection
+            .refresh_to(caller.business_id, &caller.policy, seq)
+            .await;
+    }
+
+    /// The answer of a write through the writer, once the projection holds it: a
+    /// fresh write is applied up to its own sequence number; a replay wrote
+    /// nothing now, but its first write is brought in through the fence; a failed
+    /// write changed nothing.
+    pub(crate) async fn after_commit<T>(
+        &self,
+        caller: &Caller,
+        result: Result<Committed<T>, StoreError>,
+    ) -> Result<Written<T>, StoreError> {
+        match &result {
+            Ok(Committed { seq: Some(seq), .. }) => self.after_write_to(caller, *seq).await,
+            Ok(Committed { seq: None, .. }) => self.after_write(caller).await,
+            Err(_) => {}
+        }
+        result.map(|committed| committed.written)
     }
 
     pub fn store(&self) -> &Store {

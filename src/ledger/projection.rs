@@ -444,6 +444,22 @@ impl Projection {
         }
     }
 
+    /// Write-through with a known target: after a write committed at chain head
+    /// `seq`, bring the view up to at least `seq` (nothing to do when a catch-up
+    /// already got there; no fence read either way).
+    pub async fn refresh_to(&self, business_id: Uuid, policy: &Arc<Policy>, seq: i64) {
+        let caught_up = async {
+            let view = self.view_with(business_id, policy.clone()).await?;
+            if view.applied() < seq {
+                self.catch_up(&view, seq).await?;
+            }
+            Ok::<_, StoreError>(())
+        };
+        if let Err(e) = caught_up.await {
+            tracing::warn!(%business_id, error = %e, "projection write-through failed; the next check catches up");
+        }
+    }
+
     async fn view_with(
         &self,
         business_id: Uuid,

@@ -1,6 +1,6 @@
 //! Recording: opt-ins, confirmations, revocations, blocks and inbound messages.
 //! Each appends its fact and its audit event in one transaction through the
-//! store's one write path, with an optional Idempotency-Key.
+//! group-commit writer (`crate::writer`), with an optional Idempotency-Key.
 //!
 //! Every fact of a write is recorded at the write's recorded time (the store's
 //! monotone per-business clock, see `Store::write`), and its effective time is
@@ -256,7 +256,7 @@ impl Ledger {
         let policy = caller.policy.clone();
         let keys = self.keys.clone();
         let written = self
-            .store
+            .writer
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
                 let (response, event) = append_opt_in(
                     conn,
@@ -271,8 +271,7 @@ impl Ledger {
                 Ok((response, vec![event]))
             })
             .await;
-        self.after_write(caller).await;
-        written
+        self.after_commit(caller, written).await
     }
 
     /// `POST /v1/opt-ins/{id}/confirm`: the double opt-in confirmation.
@@ -286,7 +285,7 @@ impl Ledger {
         let policy = caller.policy.clone();
         let keys = self.keys.clone();
         let written = self
-            .store
+            .writer
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
                 let row = rows::fact(conn, business_id, command.opt_in_id)?;
                 if row.kind != FactKind::OptIn.as_str() {
@@ -361,8 +360,7 @@ impl Ledger {
                 Ok((response, vec![event]))
             })
             .await;
-        self.after_write(caller).await;
-        written
+        self.after_commit(caller, written).await
     }
 
     /// `POST /v1/revocations`: effective at once (GDPR Art. 7(3)). Recorded even for
@@ -378,7 +376,7 @@ impl Ledger {
         let pseudonym = self.pseudonym(business_id, &command.phone);
         let keys = self.keys.clone();
         let written = self
-            .store
+            .writer
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
                 let subject = open_or_create_subject(
                     conn,
@@ -406,8 +404,7 @@ impl Ledger {
                 Ok((response, vec![event]))
             })
             .await;
-        self.after_write(caller).await;
-        written
+        self.after_commit(caller, written).await
     }
 
     /// A platform's "resume" (e.g. WhatsApp `user_preferences` resume of marketing):
@@ -425,7 +422,7 @@ impl Ledger {
         let policy = caller.policy.clone();
         let keys = self.keys.clone();
         let result = self
-            .store
+            .writer
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
                 let Some(found) = rows::find_subject(conn, business_id, &pseudonym)? else {
                     return Err(StoreError::Conflict("nothing_to_restore"));
@@ -457,7 +454,7 @@ impl Ledger {
                 Ok((response, vec![event]))
             })
             .await;
-        self.after_write(caller).await;
+        let result = self.after_commit(caller, result).await;
         match result {
             // Nothing to undo: nothing changed, so nothing is recorded or audited.
             Err(StoreError::Conflict("nothing_to_restore")) => {
@@ -483,7 +480,7 @@ impl Ledger {
         let pseudonym = self.pseudonym(business_id, &command.phone);
         let keys = self.keys.clone();
         let written = self
-            .store
+            .writer
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
                 let subject = open_or_create_subject(
                     conn,
@@ -534,8 +531,7 @@ impl Ledger {
                 Ok((response, vec![event]))
             })
             .await;
-        self.after_write(caller).await;
-        written
+        self.after_commit(caller, written).await
     }
 
     /// `POST /v1/inbound-messages`: opens or restarts the customer-service window,
@@ -551,7 +547,7 @@ impl Ledger {
         let policy = caller.policy.clone();
         let keys = self.keys.clone();
         let written = self
-            .store
+            .writer
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
                 let subject = open_or_create_subject(
                     conn,
@@ -650,8 +646,7 @@ impl Ledger {
                 Ok((response, events))
             })
             .await;
-        self.after_write(caller).await;
-        written
+        self.after_commit(caller, written).await
     }
 }
 

@@ -351,7 +351,7 @@ impl Ledger {
         // is what an Idempotency-Key stores (a replay re-checks it, below).
         let pending = self.worst_residue();
         let written = self
-            .store
+            .writer
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
                 let Some(subject) = rows::find_subject(conn, business_id, &pseudonym)? else {
                     // Already erased (or never held): no change, nothing to record.
@@ -380,6 +380,8 @@ impl Ledger {
                 Ok((ErasureReceipt::new(&record, pending), vec![event]))
             })
             .await;
+        let seq = written.as_ref().ok().and_then(|c| c.seq);
+        let written = written.map(|c| c.written);
         let written = match written {
             Err(StoreError::Conflict("already_erased")) => {
                 let earlier = self
@@ -391,7 +393,10 @@ impl Ledger {
             }
             other => other?,
         };
-        self.after_write(caller).await;
+        match seq {
+            Some(seq) => self.after_write_to(caller, seq).await,
+            None => self.after_write(caller).await,
+        }
         let residue = self.shred().await;
         Ok(match written {
             Written::Fresh(mut receipt) => {

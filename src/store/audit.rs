@@ -10,93 +10,28 @@ use super::schema::{audit_checkpoints, audit_events, audit_heads};
 use super::{DbConnection, Store, StoreError};
 use crate::audit::verify::{Report, Verifier};
 use crate::audit::{NewEvent, StoredEvent};
-use crate::crypto::chain::{GENESIS, event_hash};
-use crate::crypto::signing::{PublicKey, SigningKey, checkpoint_message};
 use crate::domain::{Actor, time};
 
-/// The chain head of one business, read under its lock.
-#[derive(Debug)]
-pub struct Head {
-    business_id: Uuid,
-    seq: i64,
-    hash: Vec<u8>,
-    /// When the chain's last write was recorded (`None` before the first one, or
-    /// for chains written before recorded times were kept in the head).
-    last_recorded_at: Option<DateTime<Utc>>,
-}
-
-impl Head {
-    /// The recorded time of the next write of this chain: the writer's clock, but
-    /// always after the chain's last recorded time. So within a business recorded
-    /// times follow commit order whatever the clocks of the nodes that wrote: a
-    /// withdrawal acknowledged after an opt-in is recorded after it, even when it
-    /// went through a node whose clock runs behind (SPEC section 3).
-    pub fn next_recorded_at(&self, clock_now: DateTime<Utc>) -> DateTime<Utc> {
-        match self.last_recorded_at {
-            Some(last) if clock_now <= last => last + chrono::Duration::microseconds(1),
-            _ => clock_now,
-        }
-    }
-}
-
-/// Signs checkpoints.
-pub struct Checkpointer {
-    key: SigningKey,
-    every: i64,
-}
-
-impl Checkpointer {
-    pub fn new(key: SigningKey, every: u32) -> Checkpointer {
-        Checkpointer {
-            key,
-            every: i64::from(every.max(1)),
-        }
-    }
-
-    pub fn public_key(&self) -> PublicKey {
-        self.key.public_key()
-    }
-}
-
-/// A signed checkpoint as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredCheckpoint {
-    pub business_id: Uuid,
-    pub seq: i64,
-    pub hash: Vec<u8>,
-    pub at: DateTime<Utc>,
-    pub key_id: String,
-    pub signature: Vec<u8>,
-}
-
-impl StoredCheckpoint {
-    /// The signed bytes.
-    pub fn message(&self) -> Vec<u8> {
-        checkpoint_message(self.business_id, self.seq, &self.hash, self.at)
-    }
-}
+pub use crate::audit::checkpoint::{Checkpointer, StoredCheckpoint};
+pub use crate::audit::head::Head;
 
 /// Creates the head of a new business's chain (seq 0, the genesis hash).
 pub(super) fn create_head(conn: &mut DbConnection, business_id: Uuid) -> Result<Head, StoreError> {
+    let head = Head::genesis(business_id);
     diesel::insert_into(audit_heads::table)
         .values((
             audit_heads::business_id.eq(business_id.to_string()),
-            audit_heads::seq.eq(0i64),
-            audit_heads::hash.eq(GENESIS.to_vec()),
+            audit_heads::seq.eq(head.seq()),
+            audit_heads::hash.eq(head.hash()),
         ))
         .execute(conn)?;
-    Ok(Head {
-        business_id,
-        seq: 0,
-        hash: GENESIS.to_vec(),
-        last_recorded_at: None,
-    })
+    Ok(head)
 }
 
 /// Locks the head row (a no-op UPDATE is a write on both backends: a row lock on
 /// PostgreSQL, the database write lock on SQLite) and reads it. `NotFound` when the
 /// business does not exist.
-pub(super) fn lock_head(conn: &mut DbConnection, business_id: Uuid) -> Result<Head, StoreError> {
+pub fn lock_head(conn: &mut DbConnection, business_id: Uuid) -> Result<Head, StoreError> {
     let id = business_id.to_string();
     let locked = diesel::update(audit_heads::table.find(&id))
         .set(audit_heads::seq.eq(audit_heads::seq))
@@ -112,12 +47,12 @@ pub(super) fn lock_head(conn: &mut DbConnection, business_id: Uuid) -> Result<He
             audit_heads::last_recorded_at,
         ))
         .first::<(i64, Vec<u8>, Option<chrono::NaiveDateTime>)>(conn)?;
-    Ok(Head {
+    Ok(Head::stored(
         business_id,
         seq,
         hash,
-        last_recorded_at: last_recorded_at.map(from_naive),
-    })
+        last_recorded_at.map(from_naive),
+    ))
 }
 
 /// Appends events after `head`, recorded at `at` (from [`Head::next_recorded_at`]),
@@ -130,47 +65,53 @@ pub(super) fn append(
     at: DateTime<Utc>,
     events: Vec<NewEvent>,
 ) -> Result<Head, StoreError> {
+    append_events(conn, &mut head, actor, at, events)?;
+    save_head(conn, &head)?;
+    Ok(head)
+}
+
+/// Inserts events after `head`, recorded at `at` (each chained by
+/// [`Head::chain`]), and advances `head` in memory only: the caller stores it with
+/// [`save_head`] before its transaction commits (a group commit stores each moved
+/// head once per batch). Must run in the transaction that holds the head's lock
+/// and made the change the events record.
+pub fn append_events(
+    conn: &mut DbConnection,
+    head: &mut Head,
+    actor: Actor,
+    at: DateTime<Utc>,
+    events: Vec<NewEvent>,
+) -> Result<(), StoreError> {
     if events.is_empty() {
         return Err(StoreError::Internal(
             "a state change must append at least one audit event".into(),
         ));
     }
-    let actor = actor.to_string();
     for event in events {
-        let data = serde_json::to_string(&event.data)
+        let e = head
+            .chain(actor, at, event)
             .map_err(|e| StoreError::Internal(format!("event data: {e}")))?;
-        let mut e = StoredEvent {
-            business_id: head.business_id,
-            seq: head.seq + 1,
-            id: Uuid::now_v7(),
-            at,
-            event_type: event.event_type.as_str().to_owned(),
-            actor: actor.clone(),
-            subject_id: event.subject_id,
-            data,
-            prev_hash: head.hash.clone(),
-            hash: Vec::new(),
-        };
-        e.hash = event_hash(&e.prev_hash, &e.chained_fields()).to_vec();
         diesel::insert_into(audit_events::table)
             .values(AuditEventRow::from(&e))
             .execute(conn)?;
-        head.seq = e.seq;
-        head.hash = e.hash;
     }
-    diesel::update(audit_heads::table.find(head.business_id.to_string()))
+    Ok(())
+}
+
+/// Stores a head moved by [`append_events`] (under its lock, before commit).
+pub fn save_head(conn: &mut DbConnection, head: &Head) -> Result<(), StoreError> {
+    diesel::update(audit_heads::table.find(head.business_id().to_string()))
         .set((
-            audit_heads::seq.eq(head.seq),
-            audit_heads::hash.eq(&head.hash),
-            audit_heads::last_recorded_at.eq(Some(to_naive(at))),
+            audit_heads::seq.eq(head.seq()),
+            audit_heads::hash.eq(head.hash()),
+            audit_heads::last_recorded_at.eq(head.last_recorded_at().map(to_naive)),
         ))
         .execute(conn)?;
-    head.last_recorded_at = Some(at);
-    Ok(head)
+    Ok(())
 }
 
 /// The latest checkpoint's seq of a business (0 when none).
-fn last_checkpoint_seq(conn: &mut DbConnection, business_id: Uuid) -> Result<i64, StoreError> {
+pub fn last_checkpoint_seq(conn: &mut DbConnection, business_id: Uuid) -> Result<i64, StoreError> {
     Ok(audit_checkpoints::table
         .filter(audit_checkpoints::business_id.eq(business_id.to_string()))
         .select(diesel::dsl::max(audit_checkpoints::seq))
@@ -183,15 +124,16 @@ fn insert_checkpoint(
     checkpointer: &Checkpointer,
     head: &Head,
 ) -> Result<StoredCheckpoint, StoreError> {
-    let mut checkpoint = StoredCheckpoint {
-        business_id: head.business_id,
-        seq: head.seq,
-        hash: head.hash.clone(),
-        at: time::now(),
-        key_id: checkpointer.key.key_id(),
-        signature: Vec::new(),
-    };
-    checkpoint.signature = checkpointer.key.sign(&checkpoint.message()).to_vec();
+    let checkpoint = checkpointer.sign(head.business_id(), head.seq(), head.hash(), time::now());
+    store_checkpoint(conn, &checkpoint)?;
+    Ok(checkpoint)
+}
+
+/// Stores a signed checkpoint.
+pub fn store_checkpoint(
+    conn: &mut DbConnection,
+    checkpoint: &StoredCheckpoint,
+) -> Result<(), StoreError> {
     diesel::insert_into(audit_checkpoints::table)
         .values((
             audit_checkpoints::business_id.eq(checkpoint.business_id.to_string()),
@@ -202,7 +144,7 @@ fn insert_checkpoint(
             audit_checkpoints::signature.eq(&checkpoint.signature),
         ))
         .execute(conn)?;
-    Ok(checkpoint)
+    Ok(())
 }
 
 /// A business's checkpoints, in sequence order.
@@ -290,7 +232,7 @@ impl Store {
         let Some(checkpointer) = &self.checkpointer else {
             return Ok(());
         };
-        if head.seq - last_checkpoint_seq(conn, head.business_id)? >= checkpointer.every {
+        if checkpointer.is_due(head.seq(), last_checkpoint_seq(conn, head.business_id())?) {
             insert_checkpoint(conn, checkpointer, head)?;
         }
         Ok(())
@@ -309,10 +251,10 @@ impl Store {
             .ok_or_else(|| StoreError::Internal("this store signs no checkpoints".into()))?;
         self.transaction(conn, |conn| {
             let head = lock_head(conn, business_id)?;
-            if head.seq == 0 {
+            if head.seq() == 0 {
                 return Ok(None);
             }
-            if last_checkpoint_seq(conn, business_id)? == head.seq {
+            if last_checkpoint_seq(conn, business_id)? == head.seq() {
                 return Ok(checkpoints(conn, business_id)?.pop());
             }
             insert_checkpoint(conn, &checkpointer, &head).map(Some)

@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod businesses;
 pub mod channels;
+pub mod durability;
 pub mod fence;
 pub mod keys;
 pub mod ledger;
@@ -249,7 +250,15 @@ impl r2d2::ManageConnection for ConnectionManager {
                     conn.batch_execute(pragma)
                         .map_err(r2d2::Error::QueryError)?;
                 }
-                Ok(DbConnection::Sqlite(conn))
+                let mut conn = DbConnection::Sqlite(conn);
+                // Read back: a connection that would acknowledge a write it can
+                // still lose is refused (see `durability`).
+                let (mode, synchronous) = durability::sqlite_settings(&mut conn).map_err(|e| {
+                    r2d2::Error::ConnectionError(ConnectionError::BadConnection(e.to_string()))
+                })?;
+                durability::check_sqlite(&mode, synchronous)
+                    .map_err(|e| r2d2::Error::ConnectionError(ConnectionError::BadConnection(e)))?;
+                Ok(conn)
             }
         }
     }
@@ -367,6 +376,70 @@ impl Store {
     ) -> Store {
         self.checkpointer = Some(Arc::new(audit::Checkpointer::new(key, every)));
         self
+    }
+
+    /// What signs checkpoints, if this store does.
+    pub fn checkpointer(&self) -> Option<Arc<audit::Checkpointer>> {
+        self.checkpointer.clone()
+    }
+
+    /// A connection of its own, outside the pool, set up like the pool's (for a
+    /// long-lived worker such as the group-commit writer).
+    pub fn dedicated_connection(&self) -> Result<DbConnection, StoreError> {
+        use diesel::r2d2::ManageConnection;
+        self.manager
+            .connect()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// The group-commit writer's own connection. On SQLite it does not run WAL
+    /// checkpoints when it commits (an automatic checkpoint copies pages back into
+    /// the database and fsyncs it inside the writer's commit, stalling every
+    /// write queued behind it); [`Store::checkpoint_wal`] does that off the
+    /// writer's path. And it keeps a larger page cache (the writer touches every
+    /// index).
+    pub fn writer_connection(&self) -> Result<DbConnection, StoreError> {
+        let mut conn = self.dedicated_connection()?;
+        if self.backend == Backend::Sqlite {
+            for pragma in [
+                "PRAGMA wal_autocheckpoint = 0;",
+                "PRAGMA cache_size = -32768;",
+            ] {
+                conn.batch_execute(pragma)?;
+            }
+        }
+        Ok(conn)
+    }
+
+    /// SQLite: copies what the WAL holds back into the database without waiting
+    /// for readers or writers (`PASSIVE`); the WAL restarts from its beginning once
+    /// a checkpoint completed. With `synchronous=FULL` the database is fsynced
+    /// before the WAL is reused, so nothing committed is ever only in memory.
+    /// A no-op on PostgreSQL.
+    pub fn checkpoint_wal(&self, conn: &mut DbConnection) -> Result<(), StoreError> {
+        if self.backend == Backend::Sqlite {
+            let _: WalCheckpoint =
+                diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result(conn)?;
+        }
+        Ok(())
+    }
+
+    /// Checks the durability settings (see [`durability`]) and returns what is
+    /// wrong with them, to be logged as warnings at start; a SQLite connection
+    /// without them was already refused.
+    pub fn durability_warnings(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn()?;
+        match self.backend {
+            Backend::Sqlite => {
+                let (mode, synchronous) = durability::sqlite_settings(&mut conn)?;
+                durability::check_sqlite(&mode, synchronous).map_err(StoreError::Unavailable)?;
+                Ok(Vec::new())
+            }
+            Backend::Postgres => {
+                let (synchronous_commit, fsync) = durability::postgres_settings(&mut conn)?;
+                Ok(durability::postgres_warnings(&synchronous_commit, &fsync))
+            }
+        }
     }
 
     /// The checkpoint verification key, if this store signs checkpoints.
@@ -597,6 +670,16 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Runs `f` in a savepoint of the transaction `conn` is in (a nested diesel
+    /// transaction: `SAVEPOINT` on both backends): when `f` fails, what it wrote
+    /// is rolled back and the enclosing transaction goes on.
+    pub fn savepoint<T, F>(conn: &mut DbConnection, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+    {
+        conn.transaction(f)
     }
 
     /// A write transaction, serialised with this process's other SQLite writers.

@@ -160,11 +160,18 @@ pub fn histories_of_subjects(
     let mut pseudonyms: BTreeSet<[u8; 32]> = BTreeSet::new();
     let ids: Vec<String> = subject_ids.iter().map(Uuid::to_string).collect();
     for chunk in ids.chunks(900) {
+        // By primary key only, the business checked here: with `business_id = ?`
+        // in the query, SQLite (no statistics) may walk the business's whole
+        // (business_id, pseudonym) index instead, making every catch-up cost as
+        // much as the business has subjects.
         let live: Vec<Vec<u8>> = subjects::table
-            .filter(subjects::business_id.eq(&business))
             .filter(subjects::id.eq_any(chunk))
-            .select(subjects::pseudonym)
-            .load(conn)?;
+            .select((subjects::business_id, subjects::pseudonym))
+            .load::<(String, Vec<u8>)>(conn)?
+            .into_iter()
+            .filter(|(owner, _)| *owner == business)
+            .map(|(_, pseudonym)| pseudonym)
+            .collect();
         let erased: Vec<Vec<u8>> = erasures::table
             .filter(erasures::business_id.eq(&business))
             .filter(erasures::subject_id.eq_any(chunk))

@@ -1,6 +1,6 @@
 //! The architecture's rules (STYLE.md "Layers point inward"), checked on the source:
 //! `domain`, `policy` and `crypto` know neither actix nor diesel; `http` never
-//! touches diesel; `store` never touches actix; `ledger` knows neither.
+//! touches diesel; `store` never touches actix; `ledger` and `writer` know neither.
 
 use std::path::Path;
 
@@ -32,6 +32,7 @@ fn layers_point_inward() {
         ("audit", &["actix", "diesel"]),
         ("ledger", &["actix", "diesel"]),
         ("channels", &["actix", "diesel"]),
+        ("writer", &["actix", "diesel"]),
         ("http", &["diesel"]),
         ("store", &["actix"]),
     ];

@@ -34,3 +34,4 @@ mod scopes;
 mod stream;
 mod subjects;
 mod withdrawals;
+mod writer;

@@ -1,0 +1,583 @@
+//! The group-commit writer: every ledger write of this node goes through here
+//! (issue 11). It sits above the store (which only runs the statements) and below
+//! the ledger (which says what a write changes).
+//!
+//! # Why
+//! A write is durable only after its transaction's commit reached the disk (an
+//! fsync on SQLite with `synchronous=FULL`, a WAL flush on PostgreSQL), and the
+//! writes of one business are serialised anyway by its audit chain head, which
+//! every write locks to append its events with the next sequence numbers. One
+//! transaction per write therefore costs one fsync and one lock hand-over per
+//! write. Group commit shares them: many writes, one commit.
+//!
+//! # How, top to bottom
+//! 1. [`Writer::write_idempotent`] boxes the write (its change closure, its
+//!    Idempotency-Key, a oneshot channel for the answer) and queues it on the
+//!    shard of its business: one shard for the whole SQLite database (SQLite has
+//!    one writer anyway), [`POSTGRES_SHARDS`] shards on PostgreSQL, a business
+//!    always on the same one. Each shard is one thread with one connection of
+//!    its own (not from the pool).
+//! 2. The shard's thread takes every write waiting (at most [`MAX_BATCH`]) and
+//!    opens one transaction. It locks the chain head of each business in the
+//!    batch, in sorted order (so two nodes' batches cannot deadlock), then runs
+//!    each write in its own SAVEPOINT (a nested diesel transaction): the
+//!    Idempotency-Key lookup, the change, its audit events appended after the
+//!    head with consecutive sequence numbers, the stored first response. A write
+//!    that fails (bad state, a constraint, even a panic) rolls back to its
+//!    savepoint and fails alone with its own error; the head stays where it was.
+//! 3. Each moved head is stored once, and the transaction commits once.
+//! 4. Only then is every write of the batch answered: its value and the chain
+//!    sequence number it reached (the ledger brings its in-memory projection up
+//!    to that number before acknowledging to the client). If the commit fails,
+//!    every write that would have succeeded is answered `Unavailable` (nothing of
+//!    the batch is stored; a client retries with its Idempotency-Key).
+//! 5. The committed heads are handed to the checkpoint thread, which signs a
+//!    checkpoint when one is due, in a transaction of its own: signing never holds
+//!    up the writer.
+//!
+//! 6. SQLite only: the writer's connection never checkpoints the WAL itself (an
+//!    automatic checkpoint would copy pages back and fsync the database inside
+//!    the writer's commit, stalling every write queued behind it); a thread beside
+//!    it runs a PASSIVE checkpoint every 250 ms (`WAL_CHECKPOINT_EVERY`).
+//!
+//! The chain is exactly what it was with one transaction per write: per
+//! business, contiguous, each event in the same transaction as its change.
+//! Writes that bypass this module (businesses and keys, preference links, subject
+//! exports, retention purges and the CLI go through `Store::write`, one
+//! transaction each: they are rare) still take the same head lock (and on
+//! SQLite the same in-process writer mutex), so they interleave safely with
+//! batches.
+//!
+//! Depends on `store` (statements, head lock, chain append), `audit` (events)
+//! and `domain` (actors); never on actix.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::audit::NewEvent;
+use crate::domain::Actor;
+use crate::store::audit::{self as chain, Head};
+use crate::store::ledger::{self as rows, IdempotentResponse};
+use crate::store::{Backend, DbConnection, IdempotencyRequest, Store, StoreError, Written};
+
+/// How many writes one transaction takes at most (bounds a batch's latency).
+pub const MAX_BATCH: usize = 512;
+/// Writer threads (and connections) on PostgreSQL; a business always goes to the
+/// same one, so its chain has one writer on this node.
+pub const POSTGRES_SHARDS: usize = 8;
+
+/// A write that committed (or was answered from its Idempotency-Key).
+#[derive(Debug)]
+pub struct Committed<T> {
+    pub written: Written<T>,
+    /// The business's chain head after this write's events (`None` for a replay,
+    /// which wrote nothing).
+    pub seq: Option<i64>,
+}
+
+/// The group-commit writer of this node. Cheap to clone; the threads stop when
+/// the last clone is dropped.
+#[derive(Clone)]
+pub struct Writer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Writer")
+    }
+}
+
+struct Inner {
+    store: Store,
+    /// Started on first write.
+    shards: OnceLock<Vec<Arc<Shard>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for shard in self.shards.get().into_iter().flatten() {
+            shard.close();
+        }
+    }
+}
+
+impl Writer {
+    pub fn new(store: Store) -> Writer {
+        Writer {
+            inner: Arc::new(Inner {
+                store,
+                shards: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// A write without an Idempotency-Key (see [`Writer::write_idempotent`]).
+    pub async fn write<T, F>(
+        &self,
+        business_id: Uuid,
+        actor: Actor,
+        change: F,
+    ) -> Result<Committed<T>, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection, DateTime<Utc>) -> Result<(T, Vec<NewEvent>), StoreError>
+            + Send
+            + 'static,
+    {
+        let no_body = |_: &T| -> Result<String, StoreError> {
+            Err(StoreError::Internal("no idempotency key, no body".into()))
+        };
+        self.submit(business_id, actor, None, no_body, change).await
+    }
+
+    /// Queues a write of the business and waits until it committed (or failed).
+    ///
+    /// `change` runs in the batch's transaction, in its own savepoint, under the
+    /// business's head lock; it is handed the write's recorded time (the node's
+    /// clock, but always after the chain's last write: [`Head::next_recorded_at`])
+    /// and returns its value and its audit events (at least one: every state
+    /// change is audited). With an Idempotency-Key, a key seen before with the same
+    /// request answers the stored first response (nothing is written twice), with
+    /// another request it is a conflict; a new key stores this write's response.
+    pub async fn write_idempotent<T, F>(
+        &self,
+        business_id: Uuid,
+        actor: Actor,
+        request: Option<IdempotencyRequest>,
+        change: F,
+    ) -> Result<Committed<T>, StoreError>
+    where
+        T: serde::Serialize + Send + 'static,
+        F: FnOnce(&mut DbConnection, DateTime<Utc>) -> Result<(T, Vec<NewEvent>), StoreError>
+            + Send
+            + 'static,
+    {
+        let to_body = |value: &T| {
+            serde_json::to_string(value).map_err(|e| StoreError::Internal(format!("response: {e}")))
+        };
+        self.submit(business_id, actor, request, to_body, change)
+            .await
+    }
+
+    async fn submit<T, F, B>(
+        &self,
+        business_id: Uuid,
+        actor: Actor,
+        request: Option<IdempotencyRequest>,
+        to_body: B,
+        change: F,
+    ) -> Result<Committed<T>, StoreError>
+    where
+        T: Send + 'static,
+        B: FnOnce(&T) -> Result<String, StoreError> + Send + 'static,
+        F: FnOnce(&mut DbConnection, DateTime<Utc>) -> Result<(T, Vec<NewEvent>), StoreError>
+            + Send
+            + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Pending {
+            business_id,
+            actor,
+            request,
+            to_body: Some(to_body),
+            change: Some(change),
+            outcome: None,
+            reply,
+        });
+        self.shard_of(business_id).push(job)?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the writer stopped".into())))
+    }
+
+    fn shard_of(&self, business_id: Uuid) -> &Arc<Shard> {
+        let shards = self.inner.shards.get_or_init(|| {
+            let count = match self.inner.store.backend() {
+                Backend::Sqlite => 1,
+                Backend::Postgres => POSTGRES_SHARDS,
+            };
+            let checkpoints = Checkpoints::start(self.inner.store.clone());
+            if self.inner.store.backend() == Backend::Sqlite {
+                start_wal_checkpoints(self.inner.store.clone(), Arc::downgrade(&self.inner));
+            }
+            (0..count)
+                .map(|i| Shard::start(i, self.inner.store.clone(), checkpoints.clone()))
+                .collect()
+        });
+        // UUID v7 starts with the time: hash the random tail.
+        let tail = u64::from_le_bytes(business_id.as_bytes()[8..].try_into().expect("8 bytes"));
+        &shards[(tail % shards.len() as u64) as usize]
+    }
+}
+
+/// One queued write, type-erased so one batch holds writes of any response type.
+trait Job: Send {
+    fn business_id(&self) -> Uuid;
+    /// Runs the write (inside its savepoint), advancing `head` in memory.
+    fn apply(
+        &mut self,
+        conn: &mut DbConnection,
+        head: &mut Head,
+        clock_now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The write failed (its savepoint was rolled back).
+    fn fail(&mut self, error: StoreError);
+    /// Answers the caller once the batch's commit is decided.
+    fn acknowledge(self: Box<Self>, commit: Result<(), &StoreError>);
+}
+
+struct Pending<T, F, B> {
+    business_id: Uuid,
+    actor: Actor,
+    request: Option<IdempotencyRequest>,
+    to_body: Option<B>,
+    change: Option<F>,
+    outcome: Option<Result<Committed<T>, StoreError>>,
+    reply: oneshot::Sender<Result<Committed<T>, StoreError>>,
+}
+
+impl<T, F, B> Job for Pending<T, F, B>
+where
+    T: Send + 'static,
+    B: FnOnce(&T) -> Result<String, StoreError> + Send + 'static,
+    F: FnOnce(&mut DbConnection, DateTime<Utc>) -> Result<(T, Vec<NewEvent>), StoreError>
+        + Send
+        + 'static,
+{
+    fn business_id(&self) -> Uuid {
+        self.business_id
+    }
+
+    fn apply(
+        &mut self,
+        conn: &mut DbConnection,
+        head: &mut Head,
+        clock_now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if let Some(request) = &self.request {
+            if let Some(first) = rows::idempotent_response(conn, self.business_id, &request.key)? {
+                if first.request_hash != request.request_hash {
+                    return Err(StoreError::Conflict("idempotency_key_reused"));
+                }
+                self.outcome = Some(Ok(Committed {
+                    written: Written::Replayed(first),
+                    seq: None,
+                }));
+                return Ok(());
+            }
+        }
+        let change = self
+            .change
+            .take()
+            .ok_or_else(|| StoreError::Internal("a write applied twice".into()))?;
+        let recorded_at = head.next_recorded_at(clock_now);
+        let (value, events) = change(conn, recorded_at)?;
+        chain::append_events(conn, head, self.actor, recorded_at, events)?;
+        if let Some(request) = &self.request {
+            let to_body = self
+                .to_body
+                .take()
+                .ok_or_else(|| StoreError::Internal("a write applied twice".into()))?;
+            let response = IdempotentResponse {
+                request_hash: request.request_hash.to_vec(),
+                status: request.status,
+                body: to_body(&value)?,
+            };
+            rows::insert_idempotent_response(
+                conn,
+                self.business_id,
+                &request.key,
+                &response,
+                recorded_at,
+            )?;
+        }
+        self.outcome = Some(Ok(Committed {
+            written: Written::Fresh(value),
+            seq: Some(head.seq()),
+        }));
+        Ok(())
+    }
+
+    fn fail(&mut self, error: StoreError) {
+        self.outcome = Some(Err(error));
+    }
+
+    fn acknowledge(self: Box<Self>, commit: Result<(), &StoreError>) {
+        let answer = match (commit, self.outcome) {
+            (_, Some(Err(own))) => Err(own),
+            (Ok(()), Some(Ok(committed))) => Ok(committed),
+            (Err(e), Some(Ok(_))) => Err(StoreError::Unavailable(format!(
+                "the batch did not commit: {e}"
+            ))),
+            (Ok(()), None) => Err(StoreError::Internal("a write was never applied".into())),
+            (Err(e), None) => Err(StoreError::Unavailable(format!(
+                "the batch did not commit: {e}"
+            ))),
+        };
+        // The caller may have gone (its request was cancelled): nothing to tell.
+        let _ = self.reply.send(answer);
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Box<dyn Job>>,
+    closed: bool,
+}
+
+/// One writer thread and its queue.
+struct Shard {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+impl Shard {
+    fn start(index: usize, store: Store, checkpoints: Checkpoints) -> Arc<Shard> {
+        let shard = Arc::new(Shard {
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+        });
+        let worker = shard.clone();
+        std::thread::Builder::new()
+            .name(format!("consentgate-writer-{index}"))
+            .spawn(move || worker.run(&store, &checkpoints))
+            .expect("the writer thread starts");
+        shard
+    }
+
+    fn push(&self, job: Box<dyn Job>) -> Result<(), StoreError> {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.closed {
+            return Err(StoreError::Unavailable("the writer stopped".into()));
+        }
+        queue.waiting.push(job);
+        drop(queue);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn close(&self) {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+        self.wake.notify_one();
+    }
+
+    /// Takes every write waiting (up to [`MAX_BATCH`]); `None` once closed and
+    /// drained.
+    fn next_batch(&self) -> Option<Vec<Box<dyn Job>>> {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        while queue.waiting.is_empty() && !queue.closed {
+            queue = self.wake.wait(queue).unwrap_or_else(|p| p.into_inner());
+        }
+        if queue.waiting.is_empty() {
+            return None;
+        }
+        let take = queue.waiting.len().min(MAX_BATCH);
+        Some(queue.waiting.drain(..take).collect())
+    }
+
+    fn run(&self, store: &Store, checkpoints: &Checkpoints) {
+        let mut conn: Option<DbConnection> = None;
+        while let Some(mut batch) = self.next_batch() {
+            let committed = match conn.as_mut() {
+                Some(c) => commit_batch(store, c, &mut batch),
+                None => match store.writer_connection() {
+                    Ok(c) => commit_batch(store, conn.insert(c), &mut batch),
+                    Err(e) => Err(e),
+                },
+            };
+            match &committed {
+                Ok(heads) => checkpoints.moved(heads),
+                Err(e) => {
+                    tracing::warn!(error = %e, writes = batch.len(), "a write batch did not commit");
+                    // The connection may be broken: a new one for the next batch.
+                    conn = None;
+                }
+            }
+            let commit = committed.as_ref().map(|_| ());
+            for job in batch {
+                job.acknowledge(commit);
+            }
+        }
+    }
+}
+
+/// One group commit: the batch's heads locked in sorted order, each write in its
+/// own savepoint, each moved head stored once, one commit. Returns the moved heads.
+fn commit_batch(
+    store: &Store,
+    conn: &mut DbConnection,
+    batch: &mut [Box<dyn Job>],
+) -> Result<Vec<Head>, StoreError> {
+    store.transaction(conn, |conn| {
+        let mut ids: Vec<Uuid> = batch.iter().map(|job| job.business_id()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut heads: HashMap<Uuid, (i64, Head)> = HashMap::with_capacity(ids.len());
+        for id in ids {
+            match chain::lock_head(conn, id) {
+                Ok(head) => {
+                    heads.insert(id, (head.seq(), head));
+                }
+                // No such business: its writes fail alone below.
+                Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for job in batch.iter_mut() {
+            let Some((_, head)) = heads.get_mut(&job.business_id()) else {
+                job.fail(StoreError::NotFound);
+                continue;
+            };
+            let before = head.clone();
+            let clock_now = store.clock().now();
+            let applied = Store::savepoint(conn, |conn| {
+                std::panic::catch_unwind(AssertUnwindSafe(|| job.apply(conn, head, clock_now)))
+                    .unwrap_or_else(|_| Err(StoreError::Internal("a write panicked".into())))
+            });
+            if let Err(e) = applied {
+                *head = before;
+                job.fail(e);
+            }
+        }
+        let mut moved = Vec::new();
+        for (start, head) in heads.into_values() {
+            if head.seq() != start {
+                chain::save_head(conn, &head)?;
+                moved.push(head);
+            }
+        }
+        Ok(moved)
+    })
+}
+
+/// How often the WAL of a SQLite database is checkpointed (see
+/// [`Store::writer_connection`]).
+const WAL_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// SQLite: checkpoints the WAL beside the writer (whose own connection does not),
+/// until the writer is gone.
+fn start_wal_checkpoints(store: Store, writer: std::sync::Weak<Inner>) {
+    std::thread::Builder::new()
+        .name("consentgate-wal-checkpoints".into())
+        .spawn(move || {
+            let mut conn = None;
+            loop {
+                std::thread::sleep(WAL_CHECKPOINT_EVERY);
+                if writer.strong_count() == 0 {
+                    return;
+                }
+                let checkpointed = match conn.as_mut() {
+                    Some(c) => store.checkpoint_wal(c),
+                    None => store
+                        .dedicated_connection()
+                        .and_then(|c| store.checkpoint_wal(conn.insert(c))),
+                };
+                if let Err(e) = checkpointed {
+                    tracing::debug!(error = %e, "WAL checkpoint failed; retried");
+                    conn = None;
+                }
+            }
+        })
+        .expect("the WAL checkpoint thread starts");
+}
+
+/// The checkpoint thread: signs a checkpoint of a committed head when one is due,
+/// in its own transaction, so signing never holds up a batch.
+#[derive(Clone)]
+struct Checkpoints {
+    sender: Option<mpsc::Sender<Vec<MovedHead>>>,
+}
+
+/// A head a batch committed: business, seq, hash.
+type MovedHead = (Uuid, i64, Vec<u8>);
+
+impl Checkpoints {
+    fn start(store: Store) -> Checkpoints {
+        let Some(checkpointer) = store.checkpointer() else {
+            return Checkpoints { sender: None };
+        };
+        let (sender, receiver) = mpsc::channel::<Vec<MovedHead>>();
+        std::thread::Builder::new()
+            .name("consentgate-checkpoints".into())
+            .spawn(move || {
+                // Last checkpointed seq per business, read from the store on first sight.
+                let mut last: HashMap<Uuid, i64> = HashMap::new();
+                while let Ok(first) = receiver.recv() {
+                    // Only the newest head of each business matters.
+                    let mut newest: HashMap<Uuid, (i64, Vec<u8>)> = HashMap::new();
+                    for (id, seq, hash) in first.into_iter().chain(receiver.try_iter().flatten()) {
+                        if newest.get(&id).is_none_or(|(s, _)| *s < seq) {
+                            newest.insert(id, (seq, hash));
+                        }
+                    }
+                    for (business_id, (seq, hash)) in newest {
+                        if let Err(e) = checkpoint_if_due(
+                            &store,
+                            &checkpointer,
+                            &mut last,
+                            business_id,
+                            seq,
+                            &hash,
+                        ) {
+                            // The periodic job checkpoints moved chains anyway.
+                            tracing::warn!(%business_id, error = %e, "checkpoint failed");
+                            last.remove(&business_id);
+                        }
+                    }
+                }
+            })
+            .expect("the checkpoint thread starts");
+        Checkpoints {
+            sender: Some(sender),
+        }
+    }
+
+    fn moved(&self, heads: &[Head]) {
+        if let Some(sender) = &self.sender {
+            if !heads.is_empty() {
+                let moved = heads
+                    .iter()
+                    .map(|h| (h.business_id(), h.seq(), h.hash().to_vec()))
+                    .collect();
+                let _ = sender.send(moved);
+            }
+        }
+    }
+}
+
+fn checkpoint_if_due(
+    store: &Store,
+    checkpointer: &chain::Checkpointer,
+    last: &mut HashMap<Uuid, i64>,
+    business_id: Uuid,
+    seq: i64,
+    hash: &[u8],
+) -> Result<(), StoreError> {
+    let mut conn = store.conn()?;
+    let previous = match last.get(&business_id) {
+        Some(previous) => *previous,
+        None => chain::last_checkpoint_seq(&mut conn, business_id)?,
+    };
+    if !checkpointer.is_due(seq, previous) {
+        last.insert(business_id, previous);
+        return Ok(());
+    }
+    let made = store.transaction(&mut conn, |conn| {
+        // Another node (or the periodic job) may have signed this head already.
+        if chain::last_checkpoint_seq(conn, business_id)? >= seq {
+            return Ok(());
+        }
+        let checkpoint = checkpointer.sign(business_id, seq, hash, store.clock().now());
+        chain::store_checkpoint(conn, &checkpoint)
+    });
+    made?;
+    last.insert(business_id, seq);
+    Ok(())
+}
