@@ -18,9 +18,10 @@ WORK="$(mktemp -d)"
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2> /dev/null && wait "$pid" 2> /dev/null || true; done
-  rm -rf "$WORK"
+  [ -n "${KEEP:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
+[ -n "${KEEP:-}" ] && echo "work dir: $WORK" >&2
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 export CONSENTGATE_LOG=warn
@@ -38,10 +39,11 @@ echo "importing $N opt-ins" >&2
 rm "$WORK/legacy.csv"
 
 PORT=$(free_port)
+EMPTY_PORT=$(free_port)
+while [ "$EMPTY_PORT" = "$PORT" ]; do EMPTY_PORT=$(free_port); done
 CONSENTGATE_BIND="127.0.0.1:$PORT" "$BIN" serve > "$WORK/full.log" 2>&1 &
 FULL=$!
 PIDS+=("$FULL")
-EMPTY_PORT=$(free_port)
 CONSENTGATE_DATA_DIR="$WORK/empty" CONSENTGATE_BIND="127.0.0.1:$EMPTY_PORT" "$BIN" serve > "$WORK/empty.log" 2>&1 &
 EMPTY=$!
 PIDS+=("$EMPTY")

@@ -1,0 +1,1 @@
+DROP INDEX subjects_by_business_and_id;
