@@ -19,6 +19,7 @@ pub mod migrations;
 pub mod projection;
 pub(crate) mod rows;
 pub mod schema;
+pub mod statistics;
 pub mod web;
 
 use std::path::PathBuf;
@@ -300,6 +301,8 @@ pub struct Store {
     clock: Clock,
     /// The freshness fence (started on first use) and how it connects.
     fence: Arc<std::sync::OnceLock<fence::Fence>>,
+    /// PostgreSQL: keeps planner statistics current (started on the first write).
+    statistics: Arc<std::sync::OnceLock<statistics::Statistics>>,
     manager: ConnectionManager,
 }
 
@@ -340,6 +343,7 @@ impl Store {
             checkpointer: None,
             clock: Clock::system(),
             fence: Arc::new(std::sync::OnceLock::new()),
+            statistics: Arc::new(std::sync::OnceLock::new()),
             manager: ConnectionManager {
                 url: settings.url.clone(),
             },
@@ -353,6 +357,17 @@ impl Store {
             .get_or_init(|| fence::Fence::start(self.manager.clone()))
             .head(business_id)
             .await
+    }
+
+    /// `rows` more ledger rows were committed by this node: on PostgreSQL, the
+    /// planner statistics are refreshed each time the tables have about doubled
+    /// (see [`statistics`]). Nothing on SQLite.
+    pub fn wrote(&self, rows: u64) {
+        if self.backend == Backend::Postgres {
+            self.statistics
+                .get_or_init(|| statistics::Statistics::start(self.manager.clone()))
+                .wrote(rows);
+        }
     }
 
     /// This store reads `clock` instead of the system clock (tests simulate nodes

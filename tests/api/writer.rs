@@ -173,3 +173,51 @@ async fn a_constraint_violation_rolls_back_to_its_savepoint_and_the_batch_commit
     let report = app.store.verify_chain(business_id).await.unwrap();
     assert!(report.valid, "{report:?}");
 }
+
+/// PostgreSQL only (SQLite's queries do not depend on statistics): a database
+/// that took many writes gets planner statistics without waiting for autovacuum,
+/// which visits a database at most once a minute (`store::statistics`).
+#[actix_web::test]
+async fn postgresql_gets_planner_statistics_once_the_tables_grew() {
+    use diesel::prelude::*;
+    let Some(app) = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await else {
+        return;
+    };
+    let biz = app.create_business("Acme", "whatsapp-eu").await;
+    let business_id: Uuid = biz.id.parse().unwrap();
+    let writer = Writer::new(app.store.clone());
+    #[derive(diesel::QueryableByName)]
+    struct Analysed {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        analysed: bool,
+    }
+    let analysed = || {
+        let mut conn = app.store.conn().unwrap();
+        diesel::sql_query(
+            "SELECT last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL AS analysed \
+             FROM pg_stat_user_tables WHERE relname = 'subjects'",
+        )
+        .get_result::<Analysed>(&mut *conn)
+        .unwrap()
+        .analysed
+    };
+    assert!(!analysed(), "a new database has no statistics");
+    // Fewer rows than the threshold: no ANALYZE yet.
+    for i in 0..10u8 {
+        subject_write(&writer, business_id, i, false, false)
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(!analysed(), "10 rows are not worth an ANALYZE");
+    // The rows of the threshold (counted as written; the store is told).
+    app.store.wrote(consentgate::store::statistics::MIN_ROWS);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !analysed() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tables were analysed within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
