@@ -24,7 +24,13 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         audit, blocks, businesses, channels, checks, inbound_messages, keys, ops, opt_ins,
         preference_links, revocations, subjects, webhooks,
     };
-    cfg.service(ops::health::check_health)
+    // The checks first: actix tries routes in this order, and every route with a
+    // path parameter it passes on the way costs a regex match (the checks are
+    // most of all requests).
+    cfg.service(checks::check::check_contact)
+        .service(checks::batch::check_contacts_batch)
+        .service(checks::stream::check_contacts_stream)
+        .service(ops::health::check_health)
         .service(ops::ready::check_ready)
         .service(ops::metrics::render_metrics)
         .service(ops::openapi::serve_openapi)
@@ -38,9 +44,6 @@ pub fn routes(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(blocks::block::record_block)
         .service(blocks::unblock::record_unblock)
         .service(inbound_messages::record::record_inbound_message)
-        .service(checks::check::check_contact)
-        .service(checks::batch::check_contacts_batch)
-        .service(checks::stream::check_contacts_stream)
         .service(subjects::export::export_subject)
         .service(subjects::erase::erase_subject)
         .service(audit::events::list_audit_events)

@@ -286,6 +286,9 @@ pub struct StoreSettings {
     pub acquire_timeout: Duration,
 }
 
+/// Gives each opened store its id.
+static NEXT_STORE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// The storage handle: a connection pool. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -301,6 +304,8 @@ pub struct Store {
     clock: Clock,
     /// The freshness fence (started on first use) and how it connects.
     fence: Arc<std::sync::OnceLock<fence::Fence>>,
+    /// Unique per opened store (keys connections kept per thread).
+    id: u64,
     /// PostgreSQL: keeps planner statistics current (started on the first write).
     statistics: Arc<std::sync::OnceLock<statistics::Statistics>>,
     manager: ConnectionManager,
@@ -343,6 +348,7 @@ impl Store {
             checkpointer: None,
             clock: Clock::system(),
             fence: Arc::new(std::sync::OnceLock::new()),
+            id: NEXT_STORE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             statistics: Arc::new(std::sync::OnceLock::new()),
             manager: ConnectionManager {
                 url: settings.url.clone(),
@@ -352,7 +358,12 @@ impl Store {
 
     /// The business's chain head, read after this call by this node's fence (one
     /// query serves every caller waiting at that moment; see [`fence`]).
+    /// On SQLite the read runs on the calling thread instead (no network: a
+    /// hand-off would cost more than the read; see [`fence::head_inline`]).
     pub async fn fresh_head(&self, business_id: Uuid) -> Result<i64, StoreError> {
+        if self.backend == Backend::Sqlite {
+            return fence::head_inline(self.id, &self.manager, business_id);
+        }
         self.fence
             .get_or_init(|| fence::Fence::start(self.manager.clone()))
             .head(business_id)
