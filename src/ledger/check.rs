@@ -414,9 +414,10 @@ impl Ledger {
 const PARALLEL_FROM: usize = 256;
 
 /// [`find`] for every number, in input order. A number nobody opted in costs a
-/// full parse (to tell `invalid_phone` from `no_consent`), several microseconds,
-/// and most of a campaign is such numbers: large lists are split across the
-/// machine's cores (scoped threads; the caller is already on the blocking pool).
+/// parse (to tell `invalid_phone` from `no_consent`): ~0.2 us for E.164 input
+/// (the metadata shortcut), several microseconds for other forms, and most of a
+/// campaign is such numbers: large lists are split across the machine's cores
+/// (scoped threads; the caller is already on the blocking pool).
 fn find_all(
     view: &BusinessView,
     phones: &[String],
