@@ -314,3 +314,19 @@ fn anchored(sources: &[&str]) -> Option<Regex> {
         .build()
         .ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_calling_code_compiles_to_a_plan() {
+        // A code without a plan is left to the library whole: correct, but slow.
+        // This says so when a metadata update brings a pattern that does not
+        // compile here (for instance one that needs Unicode classes).
+        let missing: Vec<u16> = (1..1000u16)
+            .filter(|code| DATABASE.by_code(code).is_some() && plan(*code).is_none())
+            .collect();
+        assert_eq!(missing, Vec::<u16>::new());
+    }
+}
