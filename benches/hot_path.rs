@@ -5,6 +5,7 @@
 //! `cargo bench --bench hot_path`
 
 use std::hint::black_box;
+use std::time::Instant;
 
 use chrono::{Duration, Utc};
 use consentgate::crypto::master_key::MasterKey;
@@ -75,8 +76,25 @@ fn decisions(c: &mut Criterion) {
 }
 
 fn phones(c: &mut Criterion) {
+    // `parse_*` is Phone::parse (E.164 input takes the metadata shortcut);
+    // `library_*` is the library alone, which Phone::parse was before it.
     c.bench_function("phone/parse_e164", |b| {
         b.iter(|| Phone::parse(black_box("+31612345678"), None))
+    });
+    c.bench_function("phone/library_parse_e164", |b| {
+        b.iter(|| Phone::parse_with_library(black_box("+31612345678"), None))
+    });
+    c.bench_function("phone/parse_e164_invalid", |b| {
+        b.iter(|| Phone::parse(black_box("+3161234567"), None))
+    });
+    c.bench_function("phone/library_parse_e164_invalid", |b| {
+        b.iter(|| Phone::parse_with_library(black_box("+3161234567"), None))
+    });
+    c.bench_function("phone/parse_e164_nanp", |b| {
+        b.iter(|| Phone::parse(black_box("+14155552671"), None))
+    });
+    c.bench_function("phone/library_parse_e164_nanp", |b| {
+        b.iter(|| Phone::parse_with_library(black_box("+14155552671"), None))
     });
     c.bench_function("phone/parse_national_with_region", |b| {
         b.iter(|| Phone::parse(black_box("06 12345678"), Some("NL")))
@@ -84,6 +102,39 @@ fn phones(c: &mut Criterion) {
     c.bench_function("phone/recognise_e164_fast_path", |b| {
         b.iter(|| E164Candidate::recognise(black_box("+31612345678")))
     });
+    c.bench_function("phone/e164_validity", |b| {
+        let candidate = E164Candidate::recognise("+31621234567").unwrap();
+        b.iter(|| black_box(candidate).validity())
+    });
+    // Two threads parsing at once, as find_all does for a campaign, each half of
+    // the numbers: wall time per number, so perfect scaling shows half the
+    // one-thread figure. The library's regex cache is one mutex per process.
+    for (name, parse) in [
+        (
+            "phone/parse_e164_2_threads",
+            Phone::parse as fn(&str, Option<&str>) -> _,
+        ),
+        (
+            "phone/library_parse_e164_2_threads",
+            Phone::parse_with_library,
+        ),
+    ] {
+        c.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                std::thread::scope(|scope| {
+                    for _ in 0..2 {
+                        scope.spawn(|| {
+                            for _ in 0..iters / 2 {
+                                let _ = black_box(parse(black_box("+31621234567"), None));
+                            }
+                        });
+                    }
+                });
+                start.elapsed()
+            })
+        });
+    }
 }
 
 fn pseudonyms(c: &mut Criterion) {

@@ -113,21 +113,29 @@ pub enum CheckError {
 }
 
 /// A number, found the fast way where it can be: input already in E.164 is hashed
-/// as it is and looked up; the full parse runs only for other forms, or when the
-/// number is not known (to tell an invalid number from an unknown one).
+/// as it is and looked up; the parse runs only for other forms, or when the
+/// number is not known (to tell an invalid number from an unknown one; for E.164
+/// input that parse is itself a shortcut, see `domain::phone::plan`).
 fn find(
     view: &BusinessView,
     raw: &str,
     default_region: Option<&str>,
 ) -> Result<([u8; 32], u16), PhoneError> {
+    let mut hashed = None;
     if let Some(candidate) = E164Candidate::recognise(raw.trim()) {
         let pseudonym = view.pseudonym_key().pseudonym_of_candidate(&candidate);
         if view.contains(&pseudonym) {
             return Ok((pseudonym, candidate.calling_code()));
         }
+        hashed = Some((candidate.as_str(), pseudonym));
     }
     let phone = Phone::parse(raw, default_region)?;
-    Ok((view.pseudonym_key().pseudonym(&phone), phone.calling_code()))
+    let pseudonym = match hashed {
+        // The same text: the same keyed hash, already computed.
+        Some((text, pseudonym)) if text == phone.as_e164() => pseudonym,
+        _ => view.pseudonym_key().pseudonym(&phone),
+    };
+    Ok((pseudonym, phone.calling_code()))
 }
 
 impl Ledger {
@@ -406,9 +414,10 @@ impl Ledger {
 const PARALLEL_FROM: usize = 256;
 
 /// [`find`] for every number, in input order. A number nobody opted in costs a
-/// full parse (to tell `invalid_phone` from `no_consent`), several microseconds,
-/// and most of a campaign is such numbers: large lists are split across the
-/// machine's cores (scoped threads; the caller is already on the blocking pool).
+/// parse (to tell `invalid_phone` from `no_consent`): ~0.2 us for E.164 input
+/// (the metadata shortcut), several microseconds for other forms, and most of a
+/// campaign is such numbers: large lists are split across the machine's cores
+/// (scoped threads; the caller is already on the blocking pool).
 fn find_all(
     view: &BusinessView,
     phones: &[String],
