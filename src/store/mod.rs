@@ -698,14 +698,25 @@ impl Store {
         Ok(())
     }
 
-    /// Runs `f` in a savepoint of the transaction `conn` is in (a nested diesel
-    /// transaction: `SAVEPOINT` on both backends): when `f` fails, what it wrote
-    /// is rolled back and the enclosing transaction goes on.
-    pub fn savepoint<T, F>(conn: &mut DbConnection, f: F) -> Result<T, StoreError>
-    where
-        F: FnOnce(&mut DbConnection) -> Result<T, StoreError>,
-    {
-        conn.transaction(f)
+    /// Sets savepoint `write` in the transaction `conn` is in, first releasing
+    /// the previous one when there is one (`release_previous`), in one round trip.
+    pub fn savepoint_next(
+        conn: &mut DbConnection,
+        release_previous: bool,
+    ) -> Result<(), StoreError> {
+        conn.batch_execute(if release_previous {
+            "RELEASE SAVEPOINT write; SAVEPOINT write"
+        } else {
+            "SAVEPOINT write"
+        })?;
+        Ok(())
+    }
+
+    /// Undoes everything since the last [`Store::savepoint_next`]; the savepoint
+    /// stays (the next one, or the commit, releases it).
+    pub fn savepoint_roll_back(conn: &mut DbConnection) -> Result<(), StoreError> {
+        conn.batch_execute("ROLLBACK TO SAVEPOINT write")?;
+        Ok(())
     }
 
     /// A write transaction, serialised with this process's other SQLite writers.

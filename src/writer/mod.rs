@@ -476,22 +476,13 @@ struct Savepoint {
 impl Savepoint {
     /// Marks the point the next write rolls back to.
     fn set(&mut self, conn: &mut DbConnection) -> Result<(), StoreError> {
-        use diesel::connection::SimpleConnection as _;
-        if self.set {
-            conn.batch_execute("RELEASE SAVEPOINT write; SAVEPOINT write")?;
-        } else {
-            conn.batch_execute("SAVEPOINT write")?;
-            self.set = true;
-        }
-        Ok(())
+        Store::savepoint_next(conn, std::mem::replace(&mut self.set, true))
     }
 
     /// Undoes everything since [`Savepoint::set`] (the savepoint stays, released
     /// by the next `set` or the commit).
-    fn roll_back(&mut self, conn: &mut DbConnection) -> Result<(), StoreError> {
-        use diesel::connection::SimpleConnection as _;
-        conn.batch_execute("ROLLBACK TO SAVEPOINT write")?;
-        Ok(())
+    fn roll_back(&self, conn: &mut DbConnection) -> Result<(), StoreError> {
+        Store::savepoint_roll_back(conn)
     }
 }
 
