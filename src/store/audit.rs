@@ -87,14 +87,15 @@ pub fn append_events(
             "a state change must append at least one audit event".into(),
         ));
     }
-    for event in events {
-        let e = head
-            .chain(actor, at, event)
-            .map_err(|e| StoreError::Internal(format!("event data: {e}")))?;
-        diesel::insert_into(audit_events::table)
-            .values(AuditEventRow::from(&e))
-            .execute(conn)?;
-    }
+    let rows = events
+        .into_iter()
+        .map(|event| {
+            head.chain(actor, at, event)
+                .map(|e| AuditEventRow::from(&e))
+                .map_err(|e| StoreError::Internal(format!("event data: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    super::insert_many!(conn, audit_events::table, rows)?;
     Ok(())
 }
 

@@ -36,6 +36,36 @@ use crate::audit::NewEvent;
 use crate::domain::Actor;
 use crate::domain::time::Clock;
 
+/// Rows per multi-row `INSERT` ([`insert_many!`]): 500 rows of at most 12
+/// columns bind at most 6,000 parameters, well below SQLite's limit (32,766
+/// since 3.32) and PostgreSQL's (65,535).
+pub(crate) const ROWS_PER_INSERT: usize = 500;
+
+/// Inserts a slice of `Insertable` rows into a table, [`ROWS_PER_INSERT`] rows
+/// to a statement, on the backend's own connection: through the
+/// `MultiConnection` enum every row would be its own statement on SQLite, and
+/// each bound value is walked twice through the enum's backend. The row type
+/// must bind `None` as NULL (`treat_none_as_default_value = false`), or SQLite falls back to one
+/// statement per row.
+macro_rules! insert_many {
+    ($conn:expr, $table:expr, $rows:expr) => {{
+        let conn: &mut $crate::store::DbConnection = $conn;
+        let mut inserted = 0usize;
+        for chunk in $rows.chunks($crate::store::ROWS_PER_INSERT) {
+            inserted += match conn {
+                $crate::store::DbConnection::Sqlite(c) => {
+                    diesel::insert_into($table).values(chunk).execute(c)?
+                }
+                $crate::store::DbConnection::Postgres(c) => {
+                    diesel::insert_into($table).values(chunk).execute(c)?
+                }
+            };
+        }
+        Ok::<usize, $crate::store::StoreError>(inserted)
+    }};
+}
+pub(crate) use insert_many;
+
 /// A connection to either backend. Backend-specific SQL matches on the variant.
 #[derive(diesel::MultiConnection)]
 pub enum DbConnection {
