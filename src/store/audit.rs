@@ -71,7 +71,8 @@ pub(super) fn append(
 }
 
 /// Inserts events after `head`, recorded at `at` (each chained by
-/// [`Head::chain`]), and advances `head` in memory only: the caller stores it with
+/// [`Head::chain`], then inserted many to a statement), and advances `head` in
+/// memory only: the caller stores it with
 /// [`save_head`] before its transaction commits (a group commit stores each moved
 /// head once per batch). Must run in the transaction that holds the head's lock
 /// and made the change the events record.
