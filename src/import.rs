@@ -4,7 +4,10 @@
 //! each row is validated exactly as `POST /v1/opt-ins` validates a request (the
 //! same phone, category and evidence parsers, channel `import` with the
 //! original channel's evidence) and written through the same ledger path, many
-//! rows to a transaction (`ledger::import`).
+//! rows to a transaction (`ledger::import`). A reading thread reads, validates and
+//! prepares each valid row (its pseudonym, the subject it would create, its
+//! sealed evidence: everything that needs no database) while the calling
+//! thread writes the previous batch.
 //!
 //! Rejected rows go to a rejects file (line number, reason, the fields at
 //! fault: never a value, so never the number). `--resume` continues after the
@@ -27,7 +30,7 @@ use crate::domain::evidence::{Channel, Evidence, Limits, Strictness};
 use crate::http::error::FieldError;
 use crate::http::handlers::{evidence_errors, parse_categories, parse_phone};
 use crate::ledger::Ledger;
-use crate::ledger::import::{COLLECTED_BEFORE_ERASURE, ImportBatch};
+use crate::ledger::import::{COLLECTED_BEFORE_ERASURE, ImportBatch, ImportPreparer, PreparedOptIn};
 use crate::ledger::record::RecordOptIn;
 use crate::policy::Policy;
 use crate::store::channels::ImportProgress;
@@ -98,7 +101,10 @@ pub struct ImportSummary {
 /// allocation per row for nothing.
 #[allow(clippy::large_enum_variant)]
 enum Row {
-    Valid(u64, RecordOptIn),
+    /// Valid, and prepared for the write.
+    Prepared(PreparedOptIn),
+    /// Valid (a dry run prepares nothing).
+    Valid,
     Rejected(u64, String, String),
 }
 
@@ -214,11 +220,14 @@ fn validate(
     }
 }
 
-/// Reads and validates the file on its own thread, batch by batch.
+/// Reads and validates the file on its own thread, batch by batch, and
+/// prepares each valid row for the write (`preparer`: everything that needs no
+/// database, so the writing thread only writes; `None` in a dry run).
 fn read_batches(
     path: PathBuf,
     policy: std::sync::Arc<Policy>,
     clock: crate::domain::time::Clock,
+    preparer: Option<ImportPreparer>,
     skip_through: u64,
     batch_size: usize,
     out: mpsc::SyncSender<Result<Batch, String>>,
@@ -297,7 +306,13 @@ fn read_batches(
                 batch
                     .rows
                     .push(match validate(&policy, &limits, &columns, &record) {
-                        Ok(command) => Row::Valid(line, command),
+                        Ok(command) => match &preparer {
+                            Some(preparer) => match preparer.prepare(line, command) {
+                                Ok(prepared) => Row::Prepared(prepared),
+                                Err(e) => return send_err(&out, format!("line {line}: {e}")),
+                            },
+                            None => Row::Valid,
+                        },
                         Err(errors) => {
                             let detail = errors
                                 .iter()
@@ -451,9 +466,12 @@ pub fn run(ledger: &Ledger, options: &ImportOptions) -> Result<ImportSummary, St
         let path = options.file.clone();
         let policy = policy.clone();
         let clock = ledger.clock();
+        let preparer = (!options.dry_run).then(|| ledger.import_preparer(options.business_id));
         let skip = start.last_line;
         let batch_size = options.batch_size.max(1);
-        std::thread::spawn(move || read_batches(path, policy, clock, skip, batch_size, tx))
+        std::thread::spawn(move || {
+            read_batches(path, policy, clock, preparer, skip, batch_size, tx)
+        })
     };
 
     let mut progress = start;
@@ -469,10 +487,12 @@ pub fn run(ledger: &Ledger, options: &ImportOptions) -> Result<ImportSummary, St
             }
         };
         let mut valid = Vec::with_capacity(batch.rows.len());
+        let mut valid_unprepared = 0u64;
         let mut rejected: Vec<(u64, String, String)> = Vec::new();
         for row in batch.rows {
             match row {
-                Row::Valid(line, command) => valid.push((line, command)),
+                Row::Prepared(prepared) => valid.push(prepared),
+                Row::Valid => valid_unprepared += 1,
                 Row::Rejected(line, reason, detail) => rejected.push((line, reason, detail)),
             }
         }
@@ -483,7 +503,7 @@ pub fn run(ledger: &Ledger, options: &ImportOptions) -> Result<ImportSummary, St
         };
         if options.dry_run {
             progress = ImportProgress {
-                imported: progress.imported + valid.len() as u64,
+                imported: progress.imported + valid_unprepared,
                 ..validated
             };
         } else if valid.is_empty() {
@@ -511,6 +531,9 @@ pub fn run(ledger: &Ledger, options: &ImportOptions) -> Result<ImportSummary, St
                     "the number was erased after this consent was collected".to_owned(),
                 ));
             }
+            store
+                .bulk_progress(&mut conn, progress.imported, committed.imported)
+                .map_err(|e| e.to_string())?;
             progress = committed;
         }
         rejected.sort_by_key(|(line, _, _)| *line);

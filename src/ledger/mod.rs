@@ -215,7 +215,7 @@ pub(crate) fn open_or_create_subject(
 }
 
 /// [`open_or_create_subject`] with the subject already looked up (`found`, in
-/// this transaction: the bulk import looks up a batch at once).
+/// this transaction).
 pub(crate) fn open_or_create_found(
     conn: &mut DbConnection,
     keys: &Keyring,
@@ -226,31 +226,85 @@ pub(crate) fn open_or_create_found(
     found: Option<SubjectKeys>,
 ) -> Result<OpenSubject, StoreError> {
     match found {
-        Some(SubjectKeys {
+        Some(found) => open_found(keys, business_id, found),
+        None => {
+            let (subject, row) =
+                FreshSubject::new(keys, business_id, phone).create(business_id, pseudonym, now);
+            rows::insert_subject(conn, &row)?;
+            Ok(subject)
+        }
+    }
+}
+
+/// Opens the data key of a subject found by its pseudonym.
+pub(crate) fn open_found(
+    keys: &Keyring,
+    business_id: Uuid,
+    found: SubjectKeys,
+) -> Result<OpenSubject, StoreError> {
+    match found {
+        SubjectKeys {
             id,
             wrapped_key: Some(wrapped),
-        }) => {
+        } => {
             let key = DataKey::unwrap(&wrapped, keys.kek(), business_id, id)
                 .map_err(|_| StoreError::Corrupt("a subject's data key does not unwrap".into()))?;
             Ok(OpenSubject { id, key })
         }
-        Some(SubjectKeys {
+        SubjectKeys {
             wrapped_key: None, ..
-        }) => Err(StoreError::Corrupt(
+        } => Err(StoreError::Corrupt(
             "a subject without a data key was found by its pseudonym".into(),
         )),
-        None => {
-            let id = Uuid::now_v7();
-            let key = DataKey::generate();
-            let subject = OpenSubject { id, key };
-            let keys_row = SubjectKeys {
-                id,
-                wrapped_key: Some(subject.key.wrap(keys.kek(), business_id, id)),
-            };
-            let sealed_phone = subject.seal(business_id, "phone", phone.as_e164().as_bytes());
-            rows::insert_subject(conn, business_id, &keys_row, pseudonym, sealed_phone, now)?;
-            Ok(subject)
+    }
+}
+
+/// A subject about to be created: a fresh id (UUID v7) and data key, the key
+/// wrapped by the master key and the number sealed under it. None of it needs
+/// the database, so the bulk import makes it before the write transaction (and
+/// drops it when the number turns out to have a subject already).
+pub(crate) struct FreshSubject {
+    open: OpenSubject,
+    wrapped_key: Vec<u8>,
+    sealed_phone: Vec<u8>,
+}
+
+impl FreshSubject {
+    pub fn new(keys: &Keyring, business_id: Uuid, phone: &Phone) -> FreshSubject {
+        let id = Uuid::now_v7();
+        let open = OpenSubject {
+            id,
+            key: DataKey::generate(),
+        };
+        FreshSubject {
+            wrapped_key: open.key.wrap(keys.kek(), business_id, id),
+            sealed_phone: open.seal(business_id, "phone", phone.as_e164().as_bytes()),
+            open,
         }
+    }
+
+    /// Seals a personal value of this subject (see [`OpenSubject::seal`]).
+    pub fn seal(&self, business_id: Uuid, field: &'static str, plaintext: &[u8]) -> Vec<u8> {
+        self.open.seal(business_id, field, plaintext)
+    }
+
+    /// The subject, opened, and the row that creates it at the write's recorded
+    /// time (for the caller to insert).
+    pub fn create(
+        self,
+        business_id: Uuid,
+        pseudonym: &[u8; 32],
+        created_at: chrono::DateTime<chrono::Utc>,
+    ) -> (OpenSubject, rows::NewSubject) {
+        let row = rows::NewSubject {
+            id: self.open.id,
+            business_id,
+            pseudonym: *pseudonym,
+            wrapped_key: self.wrapped_key,
+            sealed_phone: self.sealed_phone,
+            created_at,
+        };
+        (self.open, row)
     }
 }
 

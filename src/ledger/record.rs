@@ -224,14 +224,18 @@ fn needs_confirmation(policy: &Policy, categories: &[String]) -> bool {
     })
 }
 
-fn sealed_evidence(
+/// The evidence as JSON, sealed under the subject's data key.
+pub(crate) fn sealed_evidence(
     subject: &OpenSubject,
     business_id: Uuid,
     evidence: &Evidence,
 ) -> Result<Vec<u8>, StoreError> {
-    let json =
-        serde_json::to_vec(evidence).map_err(|e| StoreError::Internal(format!("evidence: {e}")))?;
-    Ok(subject.seal(business_id, "evidence", &json))
+    Ok(subject.seal(business_id, "evidence", &evidence_json(evidence)?))
+}
+
+/// The evidence as the JSON that is sealed.
+pub(crate) fn evidence_json(evidence: &Evidence) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(evidence).map_err(|e| StoreError::Internal(format!("evidence: {e}")))
 }
 
 /// The names of dropped fields, for audit event data (never their values).
@@ -258,16 +262,8 @@ impl Ledger {
         let written = self
             .writer
             .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
-                let (response, event) = append_opt_in(
-                    conn,
-                    &keys,
-                    &policy,
-                    business_id,
-                    &pseudonym,
-                    &command,
-                    now,
-                    None,
-                )?;
+                let (response, event) =
+                    append_opt_in(conn, &keys, &policy, business_id, &pseudonym, &command, now)?;
                 Ok((response, vec![event]))
             })
             .await;
@@ -650,20 +646,12 @@ impl Ledger {
     }
 }
 
-/// Appends one opt-in (the fact and its audit event) inside a write: the one
-/// write path of `POST /v1/opt-ins` and of `consentgate import`. Consent
-/// collected before the number was erased is refused
-/// (`Conflict("collected_before_erasure")`) before anything is written.
-/// What a batch already looked up about a row's number, in this transaction.
-pub(crate) struct Known {
-    /// When the number was last erased, if ever.
-    pub erased_at: Option<DateTime<Utc>>,
-    /// Its subject, if it exists.
-    pub subject: Option<rows::SubjectKeys>,
-}
-
-/// `known`: what the caller already looked up (`None`: look it up here).
-#[allow(clippy::too_many_arguments)]
+/// Appends one opt-in (the fact and its audit event) inside a write: the write
+/// path of `POST /v1/opt-ins`. Consent collected before the number was erased is
+/// refused (`Conflict("collected_before_erasure")`) before anything is written.
+/// `consentgate import` takes the same three steps for a whole batch at once
+/// (`ledger::import`): [`refuse_if_erased`], open or create the subject, then
+/// [`plan_opt_in`], whose rows it inserts many to a statement.
 pub(crate) fn append_opt_in(
     conn: &mut DbConnection,
     keys: &super::Keyring,
@@ -672,41 +660,60 @@ pub(crate) fn append_opt_in(
     pseudonym: &[u8; 32],
     command: &RecordOptIn,
     now: DateTime<Utc>,
-    known: Option<Known>,
 ) -> Result<(OptInResponse, NewEvent), StoreError> {
+    let erased_at = rows::latest_erasure(conn, business_id, pseudonym)?.map(|e| e.erased_at);
+    refuse_if_erased(command, now, erased_at)?;
+    let subject =
+        super::open_or_create_subject(conn, keys, business_id, &command.phone, pseudonym, now)?;
+    let evidence = sealed_evidence(&subject, business_id, &command.evidence)?;
+    let planned = plan_opt_in(policy, business_id, subject.id, command, evidence, now);
+    rows::insert_fact(conn, &planned.fact)?;
+    Ok((planned.response, planned.event))
+}
+
+/// Consent collected before the person had their data erased is void: a stale
+/// import (or any late record of it) cannot re-add the number. Only consent
+/// given after the erasure (`erased_at`: the number's latest, if any) counts.
+pub(crate) fn refuse_if_erased(
+    command: &RecordOptIn,
+    now: DateTime<Utc>,
+    erased_at: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
     let effective_at = command.evidence.collected_at.min(now);
-    // Consent collected before the person had their data erased is void:
-    // a stale import (or any late record of it) cannot re-add the number.
-    // Only consent given after the erasure counts.
-    let (erased_at, found) = match known {
-        Some(known) => (known.erased_at, known.subject),
-        None => (
-            rows::latest_erasure(conn, business_id, pseudonym)?.map(|e| e.erased_at),
-            rows::find_subject(conn, business_id, pseudonym)?,
-        ),
-    };
     if erased_at.is_some_and(|erased_at| effective_at <= erased_at) {
         return Err(StoreError::Conflict("collected_before_erasure"));
     }
-    let subject = super::open_or_create_found(
-        conn,
-        keys,
-        business_id,
-        &command.phone,
-        pseudonym,
-        now,
-        found,
-    )?;
+    Ok(())
+}
+
+/// An opt-in decided but not yet written: its fact, the answer, its audit event.
+pub(crate) struct PlannedOptIn {
+    pub fact: NewFact,
+    pub response: OptInResponse,
+    pub event: NewEvent,
+}
+
+/// What an opt-in of `subject_id` writes, recorded at `now`, with its evidence
+/// already sealed under the subject's data key ([`sealed_evidence`]). Needs no
+/// database: the caller inserts the fact and appends the event.
+pub(crate) fn plan_opt_in(
+    policy: &Policy,
+    business_id: Uuid,
+    subject_id: Uuid,
+    command: &RecordOptIn,
+    evidence: Vec<u8>,
+    now: DateTime<Utc>,
+) -> PlannedOptIn {
+    let effective_at = command.evidence.collected_at.min(now);
     let categories = names(&command.categories);
     let pending = needs_confirmation(policy, &categories);
-    let evidence = sealed_evidence(&subject, business_id, &command.evidence)?;
+    let sealed = sealed_text(&evidence);
     let fact = NewFact {
         categories: Some(categories.clone()),
         channel: Some(command.channel.as_str().to_owned()),
-        evidence: Some(evidence.clone()),
-        ..NewFact::new(FactKind::OptIn, business_id, subject.id, effective_at, now)
+        evidence: Some(evidence),
+        ..NewFact::new(FactKind::OptIn, business_id, subject_id, effective_at, now)
     };
-    rows::insert_fact(conn, &fact)?;
     let status = if pending {
         OptInStatus::PendingConfirmation
     } else {
@@ -714,7 +721,7 @@ pub(crate) fn append_opt_in(
     };
     let response = OptInResponse {
         id: fact.id,
-        subject_id: subject.id,
+        subject_id,
         status,
         categories,
         channel: command.channel,
@@ -725,7 +732,7 @@ pub(crate) fn append_opt_in(
     };
     let event = NewEvent::about(
         EventType::OptInRecorded,
-        subject.id,
+        subject_id,
         json!({
             "opt_in_id": fact.id,
             "categories": response.categories,
@@ -734,10 +741,14 @@ pub(crate) fn append_opt_in(
             "collected_at": command.evidence.collected_at,
             "effective_at": effective_at,
             "policy": policy.versioned(),
-            "evidence": sealed_text(&evidence),
+            "evidence": sealed,
         }),
     );
-    Ok((response, event))
+    PlannedOptIn {
+        fact,
+        response,
+        event,
+    }
 }
 
 /// A revocation to append.

@@ -71,7 +71,8 @@ pub(super) fn append(
 }
 
 /// Inserts events after `head`, recorded at `at` (each chained by
-/// [`Head::chain`]), and advances `head` in memory only: the caller stores it with
+/// [`Head::chain`], then inserted many to a statement), and advances `head` in
+/// memory only: the caller stores it with
 /// [`save_head`] before its transaction commits (a group commit stores each moved
 /// head once per batch). Must run in the transaction that holds the head's lock
 /// and made the change the events record.
@@ -87,14 +88,15 @@ pub fn append_events(
             "a state change must append at least one audit event".into(),
         ));
     }
-    for event in events {
-        let e = head
-            .chain(actor, at, event)
-            .map_err(|e| StoreError::Internal(format!("event data: {e}")))?;
-        diesel::insert_into(audit_events::table)
-            .values(AuditEventRow::from(&e))
-            .execute(conn)?;
-    }
+    let rows = events
+        .into_iter()
+        .map(|event| {
+            head.chain(actor, at, event)
+                .map(|e| AuditEventRow::from(&e))
+                .map_err(|e| StoreError::Internal(format!("event data: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    super::insert_many!(conn, audit_events::table, rows)?;
     Ok(())
 }
 

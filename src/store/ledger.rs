@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use super::rows::{FactRow, parse_id, to_naive};
+use super::rows::{FactRow, NewSubjectRow, parse_id, to_naive};
 use super::schema::{facts, idempotency_keys, subjects};
 use super::{DbConnection, StoreError};
 use crate::domain::history::SubjectHistory;
@@ -168,33 +168,34 @@ pub fn latest_erasures(
     Ok(latest)
 }
 
-/// Inserts a new subject. Runs under the business's write lock, so a find that
-/// came back empty cannot race another insert of the same pseudonym.
-pub fn insert_subject(
-    conn: &mut DbConnection,
-    business_id: Uuid,
-    subject: &SubjectKeys,
-    pseudonym: &[u8; 32],
-    sealed_phone: Vec<u8>,
-    created_at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    diesel::insert_into(subjects::table)
-        .values((
-            subjects::id.eq(subject.id.to_string()),
-            subjects::business_id.eq(business_id.to_string()),
-            subjects::pseudonym.eq(pseudonym.to_vec()),
-            subjects::wrapped_key.eq(subject.wrapped_key.clone()),
-            subjects::phone.eq(Some(sealed_phone)),
-            subjects::created_at.eq(to_naive(created_at)),
-        ))
-        .execute(conn)?;
-    Ok(())
+/// A subject to insert: its data key already wrapped and its number already
+/// sealed (by the ledger).
+#[derive(Debug, Clone)]
+pub struct NewSubject {
+    pub id: Uuid,
+    pub business_id: Uuid,
+    pub pseudonym: [u8; 32],
+    pub wrapped_key: Vec<u8>,
+    pub sealed_phone: Vec<u8>,
+    pub created_at: DateTime<Utc>,
 }
 
-/// Appends a fact.
-pub fn insert_fact(conn: &mut DbConnection, fact: &NewFact) -> Result<(), StoreError> {
-    diesel::insert_into(facts::table)
-        .values(FactRow {
+impl From<&NewSubject> for NewSubjectRow {
+    fn from(subject: &NewSubject) -> Self {
+        NewSubjectRow {
+            id: subject.id.to_string(),
+            business_id: subject.business_id.to_string(),
+            pseudonym: subject.pseudonym.to_vec(),
+            wrapped_key: Some(subject.wrapped_key.clone()),
+            phone: Some(subject.sealed_phone.clone()),
+            created_at: to_naive(subject.created_at),
+        }
+    }
+}
+
+impl From<&NewFact> for FactRow {
+    fn from(fact: &NewFact) -> Self {
+        FactRow {
             id: fact.id.to_string(),
             business_id: fact.business_id.to_string(),
             subject_id: fact.subject_id.to_string(),
@@ -207,8 +208,32 @@ pub fn insert_fact(conn: &mut DbConnection, fact: &NewFact) -> Result<(), StoreE
             entry_point: fact.entry_point.clone(),
             by_keyword: fact.by_keyword,
             evidence: fact.evidence.clone(),
-        })
-        .execute(conn)?;
+        }
+    }
+}
+
+/// Inserts a new subject. Runs under the business's write lock, so a find that
+/// came back empty cannot race another insert of the same pseudonym.
+pub fn insert_subject(conn: &mut DbConnection, subject: &NewSubject) -> Result<(), StoreError> {
+    insert_subjects(conn, std::slice::from_ref(subject))
+}
+
+/// Inserts new subjects, many to a statement (the bulk import).
+pub fn insert_subjects(conn: &mut DbConnection, new: &[NewSubject]) -> Result<(), StoreError> {
+    let rows: Vec<NewSubjectRow> = new.iter().map(NewSubjectRow::from).collect();
+    super::insert_many!(conn, subjects::table, rows)?;
+    Ok(())
+}
+
+/// Appends a fact.
+pub fn insert_fact(conn: &mut DbConnection, fact: &NewFact) -> Result<(), StoreError> {
+    insert_facts(conn, std::slice::from_ref(fact))
+}
+
+/// Appends facts, many to a statement (the bulk import).
+pub fn insert_facts(conn: &mut DbConnection, new: &[NewFact]) -> Result<(), StoreError> {
+    let rows: Vec<FactRow> = new.iter().map(FactRow::from).collect();
+    super::insert_many!(conn, facts::table, rows)?;
     Ok(())
 }
 

@@ -42,8 +42,11 @@ pub struct ApiKeyRow {
     pub revoked_at: Option<NaiveDateTime>,
 }
 
+// `treat_none_as_default_value = false`: a `None` is bound as NULL (which is also every nullable
+// column's default), so that many rows can go into one SQLite `INSERT` (diesel
+// inserts rows that may mean DEFAULT one statement at a time on SQLite).
 #[derive(Debug, Queryable, Selectable, Insertable)]
-#[diesel(table_name = audit_events)]
+#[diesel(table_name = audit_events, treat_none_as_default_value = false)]
 pub struct AuditEventRow {
     pub business_id: String,
     pub seq: i64,
@@ -93,8 +96,9 @@ impl From<&StoredEvent> for AuditEventRow {
     }
 }
 
+// `treat_none_as_default_value = false`: see [`AuditEventRow`].
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = super::schema::facts)]
+#[diesel(table_name = super::schema::facts, treat_none_as_default_value = false)]
 pub struct FactRow {
     pub id: String,
     pub business_id: String,
@@ -108,6 +112,18 @@ pub struct FactRow {
     pub entry_point: Option<String>,
     pub by_keyword: bool,
     pub evidence: Option<Vec<u8>>,
+}
+
+/// A subject as inserted (see `store::ledger::NewSubject`).
+#[derive(Debug, Insertable)]
+#[diesel(table_name = super::schema::subjects, treat_none_as_default_value = false)]
+pub struct NewSubjectRow {
+    pub id: String,
+    pub business_id: String,
+    pub pseudonym: Vec<u8>,
+    pub wrapped_key: Option<Vec<u8>>,
+    pub phone: Option<Vec<u8>>,
+    pub created_at: NaiveDateTime,
 }
 
 fn split_categories(text: Option<&str>) -> Option<Vec<String>> {

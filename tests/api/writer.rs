@@ -5,7 +5,7 @@
 use consentgate::audit::{EventType, NewEvent};
 use consentgate::domain::Actor;
 use consentgate::store::StoreError;
-use consentgate::store::ledger::{self as rows, SubjectKeys};
+use consentgate::store::ledger::{self as rows, NewSubject};
 use consentgate::writer::Writer;
 use futures_util::future::join_all;
 use serde_json::json;
@@ -37,11 +37,15 @@ async fn subject_write(
     writer
         .write(business_id, Actor::Operator, move |conn, now| {
             let id = Uuid::now_v7();
-            let keys = SubjectKeys {
+            let subject = NewSubject {
                 id,
-                wrapped_key: Some(vec![i; 8]),
+                business_id,
+                pseudonym: pseudonym(i),
+                wrapped_key: vec![i; 8],
+                sealed_phone: vec![i],
+                created_at: now,
             };
-            rows::insert_subject(conn, business_id, &keys, &pseudonym(i), vec![i], now)?;
+            rows::insert_subject(conn, &subject)?;
             if panic {
                 panic!("a bug in a change");
             }
