@@ -33,7 +33,7 @@ if [ ! -x "$OHA" ]; then
 fi
 
 cargo build --release --quiet --bin consentgate --example http_baseline --example bench_seed
-BIN=target/release/consentgate
+BIN="${BIN:-target/release/consentgate}"
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {

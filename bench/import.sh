@@ -13,7 +13,7 @@ ROWS="${1:-1000000}"
 BATCH="${2:-2000}"
 
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release --quiet
-BIN="$PWD/target/release/consentgate"
+BIN="${BIN:-$PWD/target/release/consentgate}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 export CONSENTGATE_DATA_DIR="$WORK/data"

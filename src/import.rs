@@ -531,9 +531,7 @@ pub fn run(ledger: &Ledger, options: &ImportOptions) -> Result<ImportSummary, St
                     "the number was erased after this consent was collected".to_owned(),
                 ));
             }
-            store
-                .bulk_progress(&mut conn, progress.imported, committed.imported)
-                .map_err(|e| e.to_string())?;
+            store.bulk_progress(progress.imported, committed.imported);
             progress = committed;
         }
         rejected.sort_by_key(|(line, _, _)| *line);

@@ -738,23 +738,13 @@ impl Store {
         Ok(())
     }
 
-    /// During a bulk import, after `rows` rows: PostgreSQL, on a doubling
-    /// schedule (1,000 rows, 2,000, 4,000, ...), refreshes the planner's
-    /// statistics of the tables the import looks rows up in. Autovacuum may not
-    /// analyse a table that grows from empty within one import, and a plan made
-    /// while `subjects` looked empty (a sequential scan) makes each batch's
-    /// lookup cost as much as the table has rows. SQLite: nothing (its planner
-    /// uses the indexes without statistics here).
-    pub fn bulk_progress(
-        &self,
-        conn: &mut DbConnection,
-        rows_before: u64,
-        rows: u64,
-    ) -> Result<(), StoreError> {
-        if let (DbConnection::Postgres(conn), true) = (conn, analyze_due(rows_before, rows)) {
-            conn.batch_execute("ANALYZE subjects, erasures;")?;
-        }
-        Ok(())
+    /// During a bulk import, from `rows_before` to `rows` imported rows: counted
+    /// like the writer's rows, so that on PostgreSQL the planner statistics are
+    /// refreshed as the tables grow (see [`statistics`]; a plan made while
+    /// `subjects` looked empty made each batch's lookup cost as much as the
+    /// table had rows: 100,000 rows took 57 s, 6 s with fresh statistics).
+    pub fn bulk_progress(&self, rows_before: u64, rows: u64) {
+        self.wrote(rows.saturating_sub(rows_before));
     }
 
     /// Back to the pool's settings after [`Store::begin_bulk`].
@@ -804,35 +794,9 @@ impl Store {
     }
 }
 
-/// Whether going from `rows_before` to `rows` imported rows crosses 1,000 rows
-/// or a doubling of it (see [`Store::bulk_progress`]).
-fn analyze_due(rows_before: u64, rows: u64) -> bool {
-    (0..40)
-        .map(|doubling| 1000u64 << doubling)
-        .any(|threshold| rows_before < threshold && rows >= threshold)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_bulk_import_refreshes_statistics_at_1000_rows_and_each_doubling() {
-        for (before, after, due) in [
-            (0, 999, false),
-            (0, 1000, true),
-            (999, 1000, true),
-            (1000, 1999, false),
-            (1500, 2500, true),
-            (2000, 3999, false),
-            (4000, 6000, false),
-            (6000, 8000, true),
-            (1_000_000, 1_024_000, true),
-            (1_024_000, 1_026_000, false),
-        ] {
-            assert_eq!(analyze_due(before, after), due, "{before} -> {after}");
-        }
-    }
 
     #[test]
     fn urls_pick_the_backend_from_the_scheme_and_refuse_others() {
