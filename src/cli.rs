@@ -174,7 +174,9 @@ impl clap::ValueEnum for Scope {
 /// Parses the command line and runs the command.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
-    match execute(cli.command) {
+    let result = execute(cli.command);
+    crate::telemetry::flush();
+    match result {
         Ok(code) => code,
         Err(message) => {
             eprintln!("error: {message}");

@@ -22,7 +22,6 @@ backend_tests!(
     an_interrupted_import_resumes_after_the_last_committed_row_without_duplicates,
     a_dry_run_validates_without_writing,
     an_import_adds_facts_to_known_numbers_and_to_numbers_that_come_again,
-    bulk_progress_refreshes_statistics_on_its_schedule_without_error,
 );
 
 fn ledger(app: &TestApp) -> Ledger {
@@ -301,17 +300,6 @@ async fn an_import_adds_facts_to_known_numbers_and_to_numbers_that_come_again(ap
     assert_eq!(opt_in_events(&app, &biz.id).await, 1 + 7);
     let verify = app.get("/v1/audit/verify", Some(&biz.key)).await;
     assert_eq!(verify.body["valid"], true, "{}", verify.body);
-}
-
-async fn bulk_progress_refreshes_statistics_on_its_schedule_without_error(app: TestApp) {
-    // Crossing 1,000 and 2,048,000 rows is due (PostgreSQL analyses), 1,500
-    // to 1,900 is not; SQLite does nothing either way.
-    let mut conn = app.store.conn().unwrap();
-    for (before, after) in [(0, 1000), (1500, 1900), (2_000_000, 2_048_000)] {
-        app.store
-            .bulk_progress(&mut conn, before, after)
-            .unwrap_or_else(|e| panic!("{before} -> {after}: {e}"));
-    }
 }
 
 #[test]
