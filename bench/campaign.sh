@@ -24,7 +24,7 @@ for tool in curl python3; do
   command -v "$tool" > /dev/null || { echo "missing: $tool" >&2; exit 1; }
 done
 cargo build --release --quiet --bin consentgate --example bench_seed --example campaign
-BIN=target/release/consentgate
+BIN="${BIN:-target/release/consentgate}"
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {

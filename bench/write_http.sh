@@ -31,7 +31,7 @@ PGBENCH=$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench 2> /dev/nul
 [ -x "$PGBENCH" ] || { echo "missing: pgbench (Debian: postgresql-client)" >&2; exit 1; }
 
 cargo build --release --quiet --bin consentgate --example bench_seed --example write_load
-BIN=target/release/consentgate
+BIN="${BIN:-target/release/consentgate}"
 WORK=$(mktemp -d)
 SERVER=""
 DB=""
