@@ -738,15 +738,6 @@ impl Store {
         Ok(())
     }
 
-    /// During a bulk import, from `rows_before` to `rows` imported rows: counted
-    /// like the writer's rows, so that on PostgreSQL the planner statistics are
-    /// refreshed as the tables grow (see [`statistics`]; a plan made while
-    /// `subjects` looked empty made each batch's lookup cost as much as the
-    /// table had rows: 100,000 rows took 57 s, 6 s with fresh statistics).
-    pub fn bulk_progress(&self, rows_before: u64, rows: u64) {
-        self.wrote(rows.saturating_sub(rows_before));
-    }
-
     /// Back to the pool's settings after [`Store::begin_bulk`].
     pub fn end_bulk(&self, conn: &mut DbConnection) -> Result<(), StoreError> {
         if let DbConnection::Sqlite(conn) = conn {

@@ -64,6 +64,21 @@ fn good(i: u32, at: &str) -> String {
     format!("+3161234{i:04},marketing;utility,web,{at},signup-v2,legacy-crm,f-1,,")
 }
 
+/// A `utility` opt-in of `phone` through the API, collected now: its response body.
+async fn opt_in_now(app: &TestApp, key: &str, phone: &str) -> serde_json::Value {
+    let res = app
+        .post(
+            "/v1/opt-ins",
+            Some(key),
+            &json!({"phone": phone, "categories": ["utility"], "channel": "api",
+                    "evidence": {"collected_at": Utc::now().to_rfc3339(), "consent_text_version": "v1",
+                                 "source_system": "crm"}}),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.body);
+    res.body
+}
+
 async fn opt_in_events(app: &TestApp, business: &str) -> usize {
     app.audit_events(business)
         .await
@@ -77,16 +92,7 @@ async fn import_records_good_rows_and_rejects_bad_ones_with_their_line_and_reaso
     let long_ago = (Utc::now() - Duration::days(30)).to_rfc3339();
     // A number erased after its legacy consent was collected: the stale row is refused.
     let erased = "+31612349999";
-    let res = app
-        .post(
-            "/v1/opt-ins",
-            Some(&biz.key),
-            &json!({"phone": erased, "categories": ["utility"], "channel": "api",
-                    "evidence": {"collected_at": Utc::now().to_rfc3339(), "consent_text_version": "v1",
-                                 "source_system": "crm"}}),
-        )
-        .await;
-    assert_eq!(res.status, 201);
+    opt_in_now(&app, &biz.key, erased).await;
     let res = app
         .post(
             "/v1/subjects/erase",
@@ -257,17 +263,7 @@ async fn an_import_adds_facts_to_known_numbers_and_to_numbers_that_come_again(ap
     let at = (Utc::now() - Duration::days(2)).to_rfc3339();
     // A number with a subject already: the import adds a fact to it.
     let known = "+31612340001";
-    let res = app
-        .post(
-            "/v1/opt-ins",
-            Some(&biz.key),
-            &json!({"phone": known, "categories": ["utility"], "channel": "api",
-                    "evidence": {"collected_at": Utc::now().to_rfc3339(), "consent_text_version": "v1",
-                                 "source_system": "crm"}}),
-        )
-        .await;
-    assert_eq!(res.status, 201, "{}", res.body);
-    let subject_before = res.body["subject_id"].clone();
+    let subject_before = opt_in_now(&app, &biz.key, known).await["subject_id"].clone();
     // Batches of 3 rows: number 2 twice in the first batch, number 4 twice in
     // the second, number 3 in the second and the third.
     let rows = vec![
