@@ -47,6 +47,11 @@ pub enum StartupError {
     },
     #[error("policies:\n{}", .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     Policies(Vec<PolicyProblem>),
+    #[error(
+        "another consentgate serve already uses the SQLite database {0}: one server per \
+         SQLite file (several nodes need PostgreSQL, DATABASE_URL=postgres://...)"
+    )]
+    SqliteInUse(std::path::PathBuf),
     #[error("configuration: CONSENTGATE_BIND: cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -271,6 +276,40 @@ pub struct Application {
     port: u16,
     server: Server,
     store: Store,
+    /// SQLite: held while this server runs (see [`lock_sqlite`]).
+    _sqlite_lock: Option<std::fs::File>,
+}
+
+/// SQLite: one server per database file. Its checks trust this process's own
+/// commits to know what is fresh (`store::fence`), which holds only if no other
+/// server writes withdrawals to the same file; the exclusive lock on
+/// `<database>.serve-lock` makes a second `serve` refuse to start instead. The
+/// lock goes with the process, however it ends (`kill -9` included). CLI commands
+/// do not take it: what they write may show up a little later (`store::fence`).
+fn lock_sqlite(url: &crate::store::DatabaseUrl) -> Result<Option<std::fs::File>, StartupError> {
+    let crate::store::DatabaseUrl::Sqlite(path) = url else {
+        return Ok(None);
+    };
+    let mut lock_path = path.clone().into_os_string();
+    lock_path.push(".serve-lock");
+    let lock_path = std::path::PathBuf::from(lock_path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StartupError::Store {
+            url: url.clone(),
+            source: StoreError::Unavailable(format!("cannot open {}: {e}", lock_path.display())),
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StartupError::SqliteInUse(path.clone())),
+        Err(std::fs::TryLockError::Error(e)) => Err(StartupError::Store {
+            url: url.clone(),
+            source: StoreError::Unavailable(format!("cannot lock {}: {e}", lock_path.display())),
+        }),
+    }
 }
 
 impl Application {
@@ -297,6 +336,8 @@ impl Application {
             policies,
             master_key,
         } = prepared;
+        // After `prepare`, which created the database's directory.
+        let sqlite_lock = lock_sqlite(&settings.database)?;
         let store = store.with_clock(clock);
         let policies = std::sync::Arc::new(policies);
         let csrf = crate::crypto::web::CsrfKey::derive(&master_key);
@@ -416,6 +457,7 @@ impl Application {
             port,
             server,
             store,
+            _sqlite_lock: sqlite_lock,
         })
     }
 

@@ -15,18 +15,30 @@
 //! started before it arrived). So under load the cost is one small query per
 //! batch of checks, not per check, and idle it is nothing.
 //!
-//! SQLite is different: the database is a file on this machine, and reading the
-//! head is a few microseconds of work on a prepared statement, with no network
-//! in between. Handing it to a thread costs more than that (two cross-thread
-//! wake-ups per batch: a profile of checks at c=64 showed 12 % of the samples on
-//! the fence thread and a fifth of the time in the kernel's task switches). So on
-//! SQLite [`head_inline`] reads the head on the calling thread, on a connection
-//! that thread keeps, every time: trivially started after the check arrived. It
-//! still sees every commit, including other processes' (the CLI's `import` or
-//! `key create` against the same file).
+//! SQLite is different: the database is a file that one `consentgate serve`
+//! process owns (`startup` holds an exclusive lock beside it, so a second server on
+//! the same file refuses to start). Every write of that process that can turn an
+//! answer into a no (a revocation, a block, a STOP, an erasure, a key revoked) goes
+//! through this process's writers, which raise [`Watermarks`] to the head they
+//! committed after the commit and before the write is acknowledged. So on SQLite
+//! the fence is that in-memory number: no read, no hop, no system call on the hot
+//! path (reading the head on each check cost a fifth of the server's CPU at
+//! c=64: diesel building the query, SQLite's read transaction and its `fcntl`
+//! locks).
+//!
+//! Other processes may write the same file: the CLI's `business create`,
+//! `key create`, `import` (opt-ins), `retention run` and `audit checkpoint`. None of
+//! them can turn an answer into a no that must be seen at once (SPEC 8: a new
+//! opt-in may become visible a little later; a key or business is read from the
+//! store when first used). A thread raises the watermarks from the heads stored in
+//! the file every [`POLL_EVERY`], so their changes show within about that long.
+//! A business this process has not seen yet is read from the file on its first
+//! check ([`head_inline`]). A CLI command that could write a withdrawal would
+//! break this argument: it would have to go through the server's API instead.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
+use std::time::Duration;
 
 use diesel::r2d2::ManageConnection;
 use tokio::sync::oneshot;
@@ -158,7 +170,7 @@ thread_local! {
 
 /// SQLite: the business's chain head, read now on the calling thread (see the
 /// module documentation). `store` identifies the database (`Store`'s unique id).
-pub(super) fn head_inline(
+fn head_inline(
     store: u64,
     manager: &ConnectionManager,
     business_id: Uuid,
@@ -195,4 +207,102 @@ pub(super) fn head_inline(
             }
         }
     })
+}
+
+/// SQLite: how often [`Watermarks`] are raised from the heads in the file (other
+/// processes' commits show within about this long).
+pub const POLL_EVERY: Duration = Duration::from_millis(500);
+
+/// SQLite: the newest chain head of each business this process knows to be
+/// committed (see the module documentation). Values only ever rise.
+#[derive(Default)]
+pub(super) struct Watermarks {
+    heads: RwLock<HashMap<Uuid, i64>>,
+    poller: std::sync::OnceLock<()>,
+    /// The poller's last read failed: the file may be gone or broken, so nothing
+    /// is answered from these numbers until a read succeeds again (fail closed).
+    unreadable: std::sync::atomic::AtomicBool,
+}
+
+impl Watermarks {
+    /// The business's head as known here, if it is known.
+    pub(super) fn get(&self, business_id: Uuid) -> Option<i64> {
+        self.heads
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&business_id)
+            .copied()
+    }
+
+    /// A head committed (by this process) or read from the file: kept unless a
+    /// newer one is known.
+    pub(super) fn raise(&self, business_id: Uuid, seq: i64) {
+        let mut heads = self.heads.write().unwrap_or_else(|p| p.into_inner());
+        let known = heads.entry(business_id).or_insert(seq);
+        *known = (*known).max(seq);
+    }
+
+    /// The business's head: known here, or read from the file now on the calling
+    /// thread (and known from then on; the poller starts with the first).
+    pub(super) fn head(
+        self: &Arc<Self>,
+        store: u64,
+        manager: &ConnectionManager,
+        business_id: Uuid,
+    ) -> Result<i64, StoreError> {
+        if !self.unreadable.load(std::sync::atomic::Ordering::Acquire) {
+            if let Some(seq) = self.get(business_id) {
+                return Ok(seq);
+            }
+        }
+        let seq = head_inline(store, manager, business_id)?;
+        self.raise(business_id, seq);
+        self.poller
+            .get_or_init(|| start_poller(Arc::downgrade(self), manager.clone()));
+        Ok(seq)
+    }
+}
+
+/// Raises the known heads from the file every [`POLL_EVERY`] until the
+/// watermarks are dropped. While its reads fail, checks read the head from the
+/// file themselves (and fail closed if they cannot either): a store that cannot
+/// be read is not answered from memory for longer than one interval.
+fn start_poller(watermarks: Weak<Watermarks>, manager: ConnectionManager) {
+    let started = std::thread::Builder::new()
+        .name("consentgate-heads".into())
+        .spawn(move || {
+            let mut conn: Option<DbConnection> = None;
+            loop {
+                std::thread::sleep(POLL_EVERY);
+                let Some(watermarks) = watermarks.upgrade() else {
+                    return;
+                };
+                let ids: Vec<Uuid> = watermarks
+                    .heads
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .keys()
+                    .copied()
+                    .collect();
+                match read_heads(&mut conn, &manager, &ids) {
+                    Ok(heads) => {
+                        for (id, seq) in heads {
+                            watermarks.raise(id, seq);
+                        }
+                        watermarks
+                            .unreadable
+                            .store(false, std::sync::atomic::Ordering::Release);
+                    }
+                    Err(e) => {
+                        watermarks
+                            .unreadable
+                            .store(true, std::sync::atomic::Ordering::Release);
+                        tracing::warn!(error = %e, "could not read the chain heads; checks read the store themselves until this read works again")
+                    }
+                }
+            }
+        });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "could not start the chain head poller; other processes' writes show after a restart");
+    }
 }

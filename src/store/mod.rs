@@ -351,6 +351,8 @@ pub struct Store {
     clock: Clock,
     /// The freshness fence (started on first use) and how it connects.
     fence: Arc<std::sync::OnceLock<fence::Fence>>,
+    /// SQLite: the chain heads this process knows to be committed (the fence).
+    watermarks: Arc<fence::Watermarks>,
     /// Unique per opened store (keys connections kept per thread).
     id: u64,
     /// PostgreSQL: keeps planner statistics current (started on the first write).
@@ -395,6 +397,7 @@ impl Store {
             checkpointer: None,
             clock: Clock::system(),
             fence: Arc::new(std::sync::OnceLock::new()),
+            watermarks: Arc::default(),
             id: NEXT_STORE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             statistics: Arc::new(std::sync::OnceLock::new()),
             manager: ConnectionManager {
@@ -405,16 +408,25 @@ impl Store {
 
     /// The business's chain head, read after this call by this node's fence (one
     /// query serves every caller waiting at that moment; see [`fence`]).
-    /// On SQLite the read runs on the calling thread instead (no network: a
-    /// hand-off would cost more than the read; see [`fence::head_inline`]).
+    /// On SQLite, the head this process committed last (the file has one server;
+    /// see [`fence`]'s documentation).
     pub async fn fresh_head(&self, business_id: Uuid) -> Result<i64, StoreError> {
         if self.backend == Backend::Sqlite {
-            return fence::head_inline(self.id, &self.manager, business_id);
+            return self.watermarks.head(self.id, &self.manager, business_id);
         }
         self.fence
             .get_or_init(|| fence::Fence::start(self.manager.clone()))
             .head(business_id)
             .await
+    }
+
+    /// A write of this process committed the business's chain up to `seq`: called
+    /// after the commit and before the write is acknowledged, so that this
+    /// process's next check (on SQLite, where the fence is this number) sees it.
+    pub fn committed(&self, business_id: Uuid, seq: i64) {
+        if self.backend == Backend::Sqlite {
+            self.watermarks.raise(business_id, seq);
+        }
     }
 
     /// `rows` more ledger rows were committed by this node: on PostgreSQL, the
@@ -630,7 +642,8 @@ impl Store {
     where
         F: FnOnce(&mut DbConnection, DateTime<Utc>) -> Result<(T, Vec<NewEvent>), StoreError>,
     {
-        self.transaction(conn, |conn| {
+        let mut moved = None;
+        let written = self.transaction(conn, |conn| {
             // First statement of the transaction is a write: on PostgreSQL it takes
             // the head row's lock (concurrent writers of this business queue here,
             // so sequence numbers cannot fork or gap); on SQLite it takes the write
@@ -649,6 +662,7 @@ impl Store {
             let (value, events) = change(conn, recorded_at)?;
             let head = audit::append(conn, head, actor, recorded_at, events)?;
             self.checkpoint_if_due(conn, &head)?;
+            moved = Some(head.seq());
             if let Some(request) = request {
                 let body = to_body(&value)?;
                 let response = ledger::IdempotentResponse {
@@ -665,7 +679,11 @@ impl Store {
                 )?;
             }
             Ok(Written::Fresh(value))
-        })
+        })?;
+        if let Some(seq) = moved {
+            self.committed(business_id, seq);
+        }
+        Ok(written)
     }
 
     /// After an erasure: makes sure no copy of the deleted rows (the wrapped data

@@ -394,6 +394,9 @@ impl Shard {
             };
             match &committed {
                 Ok(heads) => {
+                    for head in heads {
+                        store.committed(head.business_id(), head.seq());
+                    }
                     checkpoints.moved(heads);
                     store.wrote(batch.len() as u64);
                 }

@@ -89,6 +89,11 @@ fn assert_fails_closed(res: &Resp, what: &str) {
     );
 }
 
+/// Long enough for SQLite's head poller to have run (`store::fence`).
+async fn wait_for_a_poll() {
+    tokio::time::sleep(consentgate::store::fence::POLL_EVERY * 3).await;
+}
+
 async fn a_check_answers_503_not_allowed_when_its_own_store_read_fails_after_authentication(
     app: TestApp,
 ) {
@@ -116,7 +121,10 @@ async fn a_check_answers_503_not_allowed_when_its_own_store_read_fails_after_aut
         )
         .await;
     // Without the chain heads nothing can prove the memory fresh: fail closed.
+    // (SQLite: the server's own commits are the fence; the store found
+    // unreadable by the next poll makes checks read it themselves.)
     break_heads(&app);
+    wait_for_a_poll().await;
     let live = app.post("/v1/checks", Some(&key), &body).await;
     restore_heads(&app);
     restore_facts(&app);
@@ -158,6 +166,7 @@ async fn a_batch_answers_503_not_allowed_when_its_own_store_read_fails_after_aut
     as_of_body["as_of"] = json!((Utc::now() - chrono::Duration::seconds(1)).to_rfc3339());
     let as_of = app.post("/v1/checks/batch", Some(&key), &as_of_body).await;
     break_heads(&app);
+    wait_for_a_poll().await;
     let broken = app.post("/v1/checks/batch", Some(&key), &body).await;
     restore_heads(&app);
     restore_facts(&app);

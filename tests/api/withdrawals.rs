@@ -21,11 +21,34 @@ backend_tests!(
     a_bad_optional_field_never_loses_an_inbound_stop,
     as_of_in_the_future_is_422_naming_as_of,
     a_truncated_body_is_400_on_every_json_endpoint,
-    a_node_behind_honours_a_revocation_through_a_node_ahead,
-    a_revocation_through_a_node_behind_beats_an_opt_in_through_a_node_ahead,
-    a_key_revoked_through_one_node_is_refused_by_the_next_request_on_another,
-    an_opt_in_and_an_erasure_through_one_node_are_answered_by_another,
 );
+
+/// Several nodes on one database: PostgreSQL only (SPEC 8). SQLite serves one
+/// node per file, and refuses a second (see the SQLite tests at the end).
+mod several_nodes {
+    macro_rules! postgres_tests {
+        ($($name:ident),* $(,)?) => {
+            mod postgres {
+                $(
+                    #[actix_web::test]
+                    async fn $name() {
+                        if let Some(app) = $crate::helpers::spawn_app(
+                            $crate::helpers::Backend::Postgres,
+                        ).await {
+                            super::super::$name(app).await;
+                        }
+                    }
+                )*
+            }
+        };
+    }
+    postgres_tests!(
+        a_node_behind_honours_a_revocation_through_a_node_ahead,
+        a_revocation_through_a_node_behind_beats_an_opt_in_through_a_node_ahead,
+        a_key_revoked_through_one_node_is_refused_by_the_next_request_on_another,
+        an_opt_in_and_an_erasure_through_one_node_are_answered_by_another,
+    );
+}
 
 /// Like `backend_tests!`, with a 1 MiB body limit.
 macro_rules! backend_tests_with_big_bodies {
@@ -857,18 +880,118 @@ async fn an_opt_in_and_an_erasure_through_one_node_are_answered_by_another(app: 
 }
 
 #[actix_web::test]
-async fn a_second_node_on_sqlite_shares_the_database() {
-    // The same guarantee holds for two processes on one SQLite file; this only
-    // proves the harness's second node really shares the first one's data.
+async fn a_second_server_on_one_sqlite_file_refuses_to_start() {
     let app = spawn_app_with(crate::helpers::Backend::Sqlite, |_| {})
         .await
         .unwrap();
-    let other = another_node(&app, Duration::zero()).await;
-    let biz = app.create_business("Acme", "whatsapp-global").await;
-    let phone = nl_phone(13);
-    opt_in_at(&app, &biz.key, &phone, &["utility"], Utc::now()).await;
-    assert_eq!(
-        check_on(&other, &biz.key, &phone, "utility").await["allowed"],
-        true
+    let mut settings = app.settings.clone();
+    settings.bind = "127.0.0.1:0".parse().unwrap();
+    let refused = Application::build(settings)
+        .await
+        .err()
+        .expect("a second server on the same SQLite file does not start");
+    assert!(
+        matches!(refused, consentgate::startup::StartupError::SqliteInUse(_)),
+        "{refused}"
     );
+    let message = refused.to_string();
+    assert!(
+        message.contains("one server per SQLite file") && message.contains("PostgreSQL"),
+        "says why and what to do instead: {message}"
+    );
+    // The first server is untouched.
+    let biz = app.create_business("Acme", "whatsapp-global").await;
+    assert!(!biz.key.is_empty());
+}
+
+#[actix_web::test]
+async fn on_sqlite_another_process_s_opt_ins_show_within_the_poll_interval() {
+    use consentgate::config::MasterKeySource;
+    use consentgate::crypto::master_key::MasterKey;
+    use consentgate::ledger::{Keyring, Ledger};
+    use consentgate::store::{Store, StoreSettings};
+
+    let app = spawn_app_with(crate::helpers::Backend::Sqlite, |_| {})
+        .await
+        .unwrap();
+    let biz = app.create_business("Acme", "whatsapp-global").await;
+    let phone = nl_phone(21);
+    // Known to the server: its fence is now this process's own number.
+    let before = app
+        .post(
+            "/v1/checks",
+            Some(&biz.key),
+            &json!({"phone": phone, "category": "utility"}),
+        )
+        .await;
+    assert_denied(&before.body, "no_consent", "before the import");
+
+    // Another process on the same file (what `consentgate import` is): a store
+    // and a ledger of their own, sharing nothing in memory with the server.
+    let MasterKeySource::Inline(key) = &app.settings.master_key else {
+        unreachable!("tests set the key inline")
+    };
+    let master = MasterKey::from_base64(secrecy::ExposeSecret::expose_secret(key)).unwrap();
+    let other = Store::connect(&StoreSettings {
+        url: app.settings.database.clone(),
+        pool_size: 2,
+        acquire_timeout: std::time::Duration::from_secs(5),
+    })
+    .unwrap();
+    let ledger = Ledger::new(
+        other,
+        std::sync::Arc::new(Keyring::new(master)),
+        std::sync::Arc::new(consentgate::policy::PolicySet::shipped()),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("legacy.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "phone,categories,channel,collected_at,consent_text_version,source_system,form_id,store_id,default_region\n\
+             {phone},utility,web,{},v1,crm,f-1,,\n",
+            rfc3339(Utc::now() - Duration::days(1))
+        ),
+    )
+    .unwrap();
+    let summary = tokio::task::spawn_blocking(move || {
+        consentgate::import::run(
+            &ledger,
+            &consentgate::import::ImportOptions {
+                business_id: biz.id.parse().unwrap(),
+                file,
+                rejects: None,
+                resume: false,
+                dry_run: false,
+                batch_size: 10,
+                stop_after_batches: None,
+            },
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(summary.imported, 1, "{summary:?}");
+
+    // A late yes is allowed (SPEC 8); it must come within a few poll intervals.
+    let started = std::time::Instant::now();
+    let deadline = consentgate::store::fence::POLL_EVERY * 10;
+    loop {
+        let answer = app
+            .post(
+                "/v1/checks",
+                Some(&biz.key),
+                &json!({"phone": phone, "category": "utility"}),
+            )
+            .await;
+        if answer.body["allowed"] == true {
+            break;
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "the imported opt-in never showed: {}",
+            answer.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
