@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 fn number(i: u64, known: u64) -> String {
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         format!("+3161{:07}", (i / 5) % known)
     } else {
         format!("+3162{i:07}")

@@ -170,12 +170,11 @@ impl Client {
                 .insert_header(("authorization", format!("Bearer {}", self.key)))
                 .send()
                 .await;
-            if let Ok(mut res) = res {
-                if res.status().as_u16() == 200 {
-                    if let Ok(body) = res.json::<Value>().limit(64 << 20).await {
-                        return body;
-                    }
-                }
+            if let Ok(mut res) = res
+                && res.status().as_u16() == 200
+                && let Ok(body) = res.json::<Value>().limit(64 << 20).await
+            {
+                return body;
             }
             actix_web::rt::time::sleep(Duration::from_millis(100)).await;
         }
@@ -189,12 +188,11 @@ impl Client {
                 .insert_header(("authorization", format!("Bearer {}", self.key)))
                 .send_json(&json!({"phone": phone, "category": "utility"}))
                 .await;
-            if let Ok(mut res) = res {
-                if res.status().as_u16() == 200 {
-                    if let Ok(body) = res.json::<Value>().await {
-                        return body;
-                    }
-                }
+            if let Ok(mut res) = res
+                && res.status().as_u16() == 200
+                && let Ok(body) = res.json::<Value>().await
+            {
+                return body;
             }
             actix_web::rt::time::sleep(Duration::from_millis(100)).await;
         }

@@ -106,12 +106,11 @@ impl Verifier {
     pub fn finish(mut self, recorded_head: Option<(i64, Vec<u8>)>) -> Report {
         let mut first_invalid = self.first_invalid;
         let last_seq = self.expected_seq - 1;
-        if first_invalid.is_none() {
-            if let Some((head_seq, head_hash)) = recorded_head {
-                if head_seq != last_seq || (head_seq > 0 && head_hash != self.prev_hash) {
-                    first_invalid = Some((last_seq + 1).min(head_seq.max(1)));
-                }
-            }
+        if first_invalid.is_none()
+            && let Some((head_seq, head_hash)) = recorded_head
+            && (head_seq != last_seq || (head_seq > 0 && head_hash != self.prev_hash))
+        {
+            first_invalid = Some((last_seq + 1).min(head_seq.max(1)));
         }
         if first_invalid.is_none() && !self.checkpoints.is_empty() {
             // A checkpoint beyond the last event: the tail was cut off, even if the

@@ -90,11 +90,11 @@ fn purge(
         };
         let subject_id = crate::store::rows::parse_id(&row.subject_id)?;
         let history = rows::history(conn, subject_id)?;
-        if let Some(ended) = consent_ended(&opt_in, &history.facts, policy) {
-            if ended + keep < now {
-                rows::purge_evidence(conn, business_id, opt_in.id)?;
-                evidence_purged += 1;
-            }
+        if let Some(ended) = consent_ended(&opt_in, &history.facts, policy)
+            && ended + keep < now
+        {
+            rows::purge_evidence(conn, business_id, opt_in.id)?;
+            evidence_purged += 1;
         }
     }
     let idempotency_records = rows::purge_idempotency_before(

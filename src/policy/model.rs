@@ -881,16 +881,16 @@ impl Checker<'_> {
                     self.problem(path, "a keyword must not be blank");
                     continue;
                 }
-                if *kind != KeywordKind::OptOut {
-                    if let Some(first) = opt_outs.get(&as_opt_out) {
-                        let message = format!(
-                            "{word:?} would be read as the opt-out keyword at {first} \
+                if *kind != KeywordKind::OptOut
+                    && let Some(first) = opt_outs.get(&as_opt_out)
+                {
+                    let message = format!(
+                        "{word:?} would be read as the opt-out keyword at {first} \
                              (opt-outs are compared ignoring case, accents, invisible \
                              characters and trailing . or !)"
-                        );
-                        self.problem(path, message);
-                        continue;
-                    }
+                    );
+                    self.problem(path, message);
+                    continue;
                 }
                 match seen.get(&normalized) {
                     // The same keyword twice in one list (say ARRÊT composed and

@@ -250,10 +250,10 @@ impl Watermarks {
         manager: &ConnectionManager,
         business_id: Uuid,
     ) -> Result<i64, StoreError> {
-        if !self.unreadable.load(std::sync::atomic::Ordering::Acquire) {
-            if let Some(seq) = self.get(business_id) {
-                return Ok(seq);
-            }
+        if !self.unreadable.load(std::sync::atomic::Ordering::Acquire)
+            && let Some(seq) = self.get(business_id)
+        {
+            return Ok(seq);
         }
         let seq = head_inline(store, manager, business_id)?;
         self.raise(business_id, seq);

@@ -372,12 +372,12 @@ impl Store {
     /// Opens the pool. SQLite's file and its directory are created if missing.
     /// Fails when the database cannot be reached at all.
     pub fn connect(settings: &StoreSettings) -> Result<Store, StoreError> {
-        if let DatabaseUrl::Sqlite(path) = &settings.url {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
-                })?;
-            }
+        if let DatabaseUrl::Sqlite(path) = &settings.url
+            && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+            })?;
         }
         let pool = r2d2::Pool::builder()
             .max_size(settings.pool_size)
@@ -649,14 +649,14 @@ impl Store {
             // so sequence numbers cannot fork or gap); on SQLite it takes the write
             // lock before anything is read, so no snapshot can go stale.
             let head = audit::lock_head(conn, business_id)?;
-            if let Some(request) = &request {
-                if let Some(first) = ledger::idempotent_response(conn, business_id, &request.key)? {
-                    return if first.request_hash == request.request_hash {
-                        Ok(Written::Replayed(first))
-                    } else {
-                        Err(StoreError::Conflict("idempotency_key_reused"))
-                    };
-                }
+            if let Some(request) = &request
+                && let Some(first) = ledger::idempotent_response(conn, business_id, &request.key)?
+            {
+                return if first.request_hash == request.request_hash {
+                    Ok(Written::Replayed(first))
+                } else {
+                    Err(StoreError::Conflict("idempotency_key_reused"))
+                };
             }
             let recorded_at = head.next_recorded_at(self.clock.now());
             let (value, events) = change(conn, recorded_at)?;

@@ -261,17 +261,17 @@ where
         head: &mut Head,
         clock_now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        if let Some(request) = &self.request {
-            if let Some(first) = rows::idempotent_response(conn, self.business_id, &request.key)? {
-                if first.request_hash != request.request_hash {
-                    return Err(StoreError::Conflict("idempotency_key_reused"));
-                }
-                self.outcome = Some(Ok(Committed {
-                    written: Written::Replayed(first),
-                    seq: None,
-                }));
-                return Ok(());
+        if let Some(request) = &self.request
+            && let Some(first) = rows::idempotent_response(conn, self.business_id, &request.key)?
+        {
+            if first.request_hash != request.request_hash {
+                return Err(StoreError::Conflict("idempotency_key_reused"));
             }
+            self.outcome = Some(Ok(Committed {
+                written: Written::Replayed(first),
+                seq: None,
+            }));
+            return Ok(());
         }
         let change = self
             .change
@@ -572,14 +572,14 @@ impl Checkpoints {
     }
 
     fn moved(&self, heads: &[Head]) {
-        if let Some(sender) = &self.sender {
-            if !heads.is_empty() {
-                let moved = heads
-                    .iter()
-                    .map(|h| (h.business_id(), h.seq(), h.hash().to_vec()))
-                    .collect();
-                let _ = sender.send(moved);
-            }
+        if let Some(sender) = &self.sender
+            && !heads.is_empty()
+        {
+            let moved = heads
+                .iter()
+                .map(|h| (h.business_id(), h.seq(), h.hash().to_vec()))
+                .collect();
+            let _ = sender.send(moved);
         }
     }
 }

@@ -517,10 +517,10 @@ pub async fn download_export(
     let mut errors = Vec::new();
     let from = parse_instant(&from_text, "from", t.filter_from, &mut errors);
     let to = parse_instant(&to_text, "to", t.filter_to, &mut errors);
-    if let (Some(f), Some(t2)) = (from, to) {
-        if f > t2 {
-            errors.push(("to", t.filter_to.to_owned()));
-        }
+    if let (Some(f), Some(t2)) = (from, to)
+        && f > t2
+    {
+        errors.push(("to", t.filter_to.to_owned()));
     }
     if !errors.is_empty() {
         let mut page = export_page(&session, &state, language, errors, from_text, to_text);
@@ -679,10 +679,10 @@ fn parse_filters(
     };
     let from = parse_instant(&values.from, "from", t.filter_from, &mut errors);
     let to = parse_instant(&values.to, "to", t.filter_to, &mut errors);
-    if let (Some(f), Some(t2)) = (from, to) {
-        if f > t2 {
-            errors.push(("to", t.filter_to.to_owned()));
-        }
+    if let (Some(f), Some(t2)) = (from, to)
+        && f > t2
+    {
+        errors.push(("to", t.filter_to.to_owned()));
     }
     let after = match values.after.trim() {
         "" => 0,

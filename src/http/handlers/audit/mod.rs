@@ -30,13 +30,13 @@ type Bound = Option<DateTime<Utc>>;
 
 pub(crate) fn check_range(from: Bound, to: Bound) -> Result<(Bound, Bound), ApiError> {
     let (from, to) = (from.map(time::truncate), to.map(time::truncate));
-    if let (Some(from), Some(to)) = (from, to) {
-        if from > to {
-            return Err(ApiError::Validation(vec![FieldError::new(
-                "to",
-                "must not be before from",
-            )]));
-        }
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "to",
+            "must not be before from",
+        )]));
     }
     Ok((from, to))
 }

@@ -130,10 +130,10 @@ pub async fn check_contacts_stream(
             unknown_category(&caller.policy),
         )]));
     };
-    if let Some(region) = &params.default_region {
-        if let Err(e) = crate::domain::phone::Phone::parse("+31612345678", Some(region)) {
-            return Err(ApiError::invalid("default_region", e.to_string()));
-        }
+    if let Some(region) = &params.default_region
+        && let Err(e) = crate::domain::phone::Phone::parse("+31612345678", Some(region))
+    {
+        return Err(ApiError::invalid("default_region", e.to_string()));
     }
     let state = Stream {
         payload,
