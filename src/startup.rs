@@ -271,6 +271,7 @@ pub struct Application {
     port: u16,
     server: Server,
     store: Store,
+    writer: crate::writer::Writer,
 }
 
 impl Application {
@@ -369,6 +370,7 @@ impl Application {
         ));
 
         let retention_ledger = ledger.clone().into_inner();
+        let writer = ledger.writer().clone();
         throttle::spawn_housekeeping(throttle.clone().into_inner());
         let mut server = HttpServer::new(move || {
             let (app, _) = App::new()
@@ -416,6 +418,7 @@ impl Application {
             port,
             server,
             store,
+            writer,
         })
     }
 
@@ -427,6 +430,12 @@ impl Application {
     /// The store the service uses (tests inspect it).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The group-commit writer the service's ledger writes through (tests queue
+    /// writes beside the service's own).
+    pub fn writer(&self) -> &crate::writer::Writer {
+        &self.writer
     }
 
     /// A handle to stop the server.
