@@ -168,6 +168,73 @@ pub fn latest_erasures(
     Ok(latest)
 }
 
+/// The subjects and the latest erasure times of these numbers (business,
+/// pseudonym), across businesses: two queries for a whole batch of writes
+/// (pairs of another business that happen to match are filtered out here).
+#[allow(clippy::type_complexity)]
+pub fn subjects_and_erasures(
+    conn: &mut DbConnection,
+    wanted: &[(Uuid, [u8; 32])],
+) -> Result<
+    (
+        HashMap<(Uuid, [u8; 32]), SubjectKeys>,
+        HashMap<(Uuid, [u8; 32]), DateTime<Utc>>,
+    ),
+    StoreError,
+> {
+    use super::schema::erasures;
+    let set: std::collections::HashSet<&(Uuid, [u8; 32])> = wanted.iter().collect();
+    let pair =
+        |business_id: &str, pseudonym: &[u8]| -> Result<Option<(Uuid, [u8; 32])>, StoreError> {
+            let Ok(pseudonym) = <[u8; 32]>::try_from(pseudonym) else {
+                return Ok(None);
+            };
+            let pair = (parse_id(business_id)?, pseudonym);
+            Ok(set.contains(&pair).then_some(pair))
+        };
+    let mut subjects = HashMap::new();
+    let mut erased: HashMap<(Uuid, [u8; 32]), DateTime<Utc>> = HashMap::new();
+    for chunk in wanted.chunks(LOOKUP_CHUNK / 2) {
+        let mut businesses: Vec<String> = chunk.iter().map(|(b, _)| b.to_string()).collect();
+        businesses.sort_unstable();
+        businesses.dedup();
+        let pseudonyms: Vec<&[u8]> = chunk.iter().map(|(_, p)| p.as_slice()).collect();
+        let rows = subjects::table
+            .filter(subjects::business_id.eq_any(&businesses))
+            .filter(subjects::pseudonym.eq_any(&pseudonyms))
+            .select((
+                subjects::business_id,
+                subjects::pseudonym,
+                subjects::id,
+                subjects::wrapped_key,
+            ))
+            .load::<(String, Vec<u8>, String, Option<Vec<u8>>)>(conn)?;
+        for (business_id, pseudonym, id, wrapped_key) in rows {
+            if let Some(pair) = pair(&business_id, &pseudonym)? {
+                let id = parse_id(&id)?;
+                subjects.insert(pair, SubjectKeys { id, wrapped_key });
+            }
+        }
+        let rows = erasures::table
+            .filter(erasures::business_id.eq_any(&businesses))
+            .filter(erasures::pseudonym.eq_any(&pseudonyms))
+            .select((
+                erasures::business_id,
+                erasures::pseudonym,
+                erasures::erased_at,
+            ))
+            .load::<(String, Vec<u8>, chrono::NaiveDateTime)>(conn)?;
+        for (business_id, pseudonym, at) in rows {
+            if let Some(pair) = pair(&business_id, &pseudonym)? {
+                let at = super::rows::from_naive(at);
+                let latest = erased.entry(pair).or_insert(at);
+                *latest = (*latest).max(at);
+            }
+        }
+    }
+    Ok((subjects, erased))
+}
+
 /// A subject to insert: its data key already wrapped and its number already
 /// sealed (by the ledger).
 #[derive(Debug, Clone)]

@@ -555,27 +555,18 @@ impl BatchState {
             rows::idempotent_responses(conn, &keys)?
         };
         self.found.clear();
-        let mut numbers: HashMap<Uuid, Vec<Vec<u8>>> = HashMap::new();
-        for job in run_jobs {
-            if let Some(pseudonym) = job.pseudonym() {
-                numbers
-                    .entry(job.business_id())
-                    .or_default()
-                    .push(pseudonym.to_vec());
-            }
-        }
-        for (business_id, pseudonyms) in numbers {
-            let subjects = rows::find_subjects(conn, business_id, &pseudonyms)?;
-            let erasures = rows::latest_erasures(conn, business_id, &pseudonyms)?;
-            for pseudonym in pseudonyms {
-                let Ok(key) = <[u8; 32]>::try_from(pseudonym.as_slice()) else {
-                    continue;
-                };
+        let numbers: Vec<(Uuid, [u8; 32])> = run_jobs
+            .iter()
+            .filter_map(|job| Some((job.business_id(), *job.pseudonym()?)))
+            .collect();
+        if !numbers.is_empty() {
+            let (mut subjects, erasures) = rows::subjects_and_erasures(conn, &numbers)?;
+            for number in numbers {
                 let found = Found {
-                    subject: subjects.get(&pseudonym).cloned(),
-                    erased_at: erasures.get(&pseudonym).copied(),
+                    subject: subjects.remove(&number),
+                    erased_at: erasures.get(&number).copied(),
                 };
-                self.found.insert((business_id, key), found);
+                self.found.entry(number).or_insert(found);
             }
         }
         Ok(())
