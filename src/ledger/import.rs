@@ -1,5 +1,5 @@
 //! Bulk import of legacy opt-ins (SPEC section 8), the write side. Each row
-//! takes the steps of `POST /v1/opt-ins` ([`Ledger::record_opt_in`]): the erasure
+//! takes the steps of `POST /v1/opt-ins` ([`Ledger::record_opt_in`](super::Ledger::record_opt_in)): the erasure
 //! suppression ([`refuse_if_erased`]), the subject found by its pseudonym or
 //! created, the fact with its sealed evidence and its audit event
 //! ([`plan_opt_in`]); many rows to a transaction, and the import's progress is

@@ -18,13 +18,24 @@
 //!    always on the same one. Each shard is one thread with one connection of
 //!    its own (not from the pool).
 //! 2. The shard's thread takes every write waiting (at most [`MAX_BATCH`]) and
-//!    opens one transaction. It locks the chain head of each business in the
-//!    batch, in sorted order (so two nodes' batches cannot deadlock), then runs
-//!    each write in its own SAVEPOINT ([`Savepoint`]: one round trip per write): the
-//!    Idempotency-Key lookup, the change, its audit events appended after the
-//!    head with consecutive sequence numbers, the stored first response. A write
-//!    that fails (bad state, a constraint, even a panic) rolls back to its
-//!    savepoint and fails alone with its own error; the head stays where it was.
+//!    opens one transaction. It locks the chain heads of the businesses in the
+//!    batch with one statement, in sorted order (so two nodes' batches cannot
+//!    deadlock), then applies the writes in queue order. What they need of the
+//!    database is looked up for a run of writes at once ([`BatchState`]): the
+//!    Idempotency-Keys, and for planned writes (opt-ins, [`Writer::write_planned`])
+//!    their numbers' subjects and latest erasures, one query each. A planned
+//!    write touches no database: it gets what the batch knows of its number
+//!    (with the batch's earlier writes applied) and hands back its rows. A
+//!    direct write ([`Writer::write_idempotent`]) runs its change on the
+//!    connection in its own SAVEPOINT ([`Savepoint`]), after the rows staged so
+//!    far are inserted, and the lookups are made again after it. Every write's
+//!    audit events are chained in memory after the locked head with consecutive
+//!    sequence numbers. A write that fails (bad state, a constraint, even a
+//!    panic) stages nothing (a direct one rolls back to its savepoint) and fails
+//!    alone with its own error; the head stays where it was.
+//!    At the end the staged subjects, facts, audit events and stored responses
+//!    are inserted many to a statement; if that fails, the batch fails as a
+//!    whole (step 4).
 //! 3. Each moved head is stored once, and the transaction commits once.
 //! 4. Only then is every write of the batch answered: its value and the chain
 //!    sequence number it reached (the ledger brings its in-memory projection up
@@ -48,8 +59,8 @@
 //! SQLite the same in-process writer mutex), so they interleave safely with
 //! batches.
 //!
-//! Depends on `store` (statements, head lock, chain append), `audit` (events)
-//! and `domain` (actors); never on actix.
+//! Depends on `store` (statements, head lock, inserts), `audit` (events, the
+//! head that chains them) and `domain` (actors); never on actix.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
