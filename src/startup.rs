@@ -276,6 +276,7 @@ pub struct Application {
     port: u16,
     server: Server,
     store: Store,
+    writer: crate::writer::Writer,
     /// SQLite: held while this server runs (see [`lock_sqlite`]).
     _sqlite_lock: Option<std::fs::File>,
 }
@@ -410,6 +411,7 @@ impl Application {
         ));
 
         let retention_ledger = ledger.clone().into_inner();
+        let writer = ledger.writer().clone();
         throttle::spawn_housekeeping(throttle.clone().into_inner());
         let mut server = HttpServer::new(move || {
             let (app, _) = App::new()
@@ -457,6 +459,7 @@ impl Application {
             port,
             server,
             store,
+            writer,
             _sqlite_lock: sqlite_lock,
         })
     }
@@ -469,6 +472,12 @@ impl Application {
     /// The store the service uses (tests inspect it).
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The group-commit writer the service's ledger writes through (tests queue
+    /// writes beside the service's own).
+    pub fn writer(&self) -> &crate::writer::Writer {
+        &self.writer
     }
 
     /// A handle to stop the server.

@@ -1,5 +1,5 @@
 //! Bulk import of legacy opt-ins (SPEC section 8), the write side. Each row
-//! takes the steps of `POST /v1/opt-ins` ([`append_opt_in`]): the erasure
+//! takes the steps of `POST /v1/opt-ins` ([`Ledger::record_opt_in`](super::Ledger::record_opt_in)): the erasure
 //! suppression ([`refuse_if_erased`]), the subject found by its pseudonym or
 //! created, the fact with its sealed evidence and its audit event
 //! ([`plan_opt_in`]); many rows to a transaction, and the import's progress is
@@ -15,11 +15,9 @@
 //! - In the transaction, the batch's erasures and existing subjects are looked
 //!   up with one query each; a row whose number has a subject (stored, or made
 //!   by an earlier row of the batch) drops its prepared subject and seals its
-//!   evidence under that subject's key, exactly as `append_opt_in` would.
+//!   evidence under that subject's key, exactly as `record_opt_in` does.
 //! - The batch's subjects, facts and audit events are inserted many rows to a
 //!   statement, in that order, in the same transaction as the progress.
-//!
-//! [`append_opt_in`]: super::record::append_opt_in
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;

@@ -149,6 +149,11 @@ impl Ledger {
         &self.store
     }
 
+    /// The group-commit writer every write of this ledger goes through.
+    pub fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
     pub fn keys(&self) -> &Keyring {
         &self.keys
     }

@@ -15,7 +15,9 @@ use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Caller, Ledger, OpenSubject, open_or_create_subject, sealed_text};
+use super::{
+    Caller, FreshSubject, Ledger, OpenSubject, open_found, open_or_create_subject, sealed_text,
+};
 use crate::audit::{EventType, NewEvent};
 use crate::crypto::envelope::DataKey;
 use crate::domain::evidence::{Channel, Evidence, FieldProblem, Withdrawal};
@@ -26,6 +28,7 @@ use crate::policy::{
 };
 use crate::store::ledger::{self as rows, FactKind, NewFact};
 use crate::store::{DbConnection, IdempotencyRequest, StoreError, Written};
+use crate::writer::Staged;
 
 /// Whether an opt-in is in force or waits for its double opt-in confirmation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -259,13 +262,41 @@ impl Ledger {
         let pseudonym = self.pseudonym(business_id, &command.phone);
         let policy = caller.policy.clone();
         let keys = self.keys.clone();
+        // The subject to create should the number have none, made here (on the
+        // request's thread) rather than on the writer's.
+        let fresh = FreshSubject::new(&self.keys, business_id, &command.phone);
+        let fresh_evidence =
+            fresh.seal(business_id, "evidence", &evidence_json(&command.evidence)?);
         let written = self
             .writer
-            .write_idempotent(business_id, caller.actor, idempotency, move |conn, now| {
-                let (response, event) =
-                    append_opt_in(conn, &keys, &policy, business_id, &pseudonym, &command, now)?;
-                Ok((response, vec![event]))
-            })
+            .write_planned(
+                business_id,
+                caller.actor,
+                idempotency,
+                pseudonym,
+                move |found, now| {
+                    refuse_if_erased(&command, now, found.erased_at)?;
+                    let (subject_id, evidence, subject) = match found.subject {
+                        Some(stored) => {
+                            let subject = open_found(&keys, business_id, stored)?;
+                            let evidence =
+                                sealed_evidence(&subject, business_id, &command.evidence)?;
+                            (subject.id, evidence, None)
+                        }
+                        None => {
+                            let (subject, row) = fresh.create(business_id, &pseudonym, now);
+                            (subject.id, fresh_evidence, Some(row))
+                        }
+                    };
+                    let planned =
+                        plan_opt_in(&policy, business_id, subject_id, &command, evidence, now);
+                    let staged = Staged {
+                        subject,
+                        facts: vec![planned.fact],
+                    };
+                    Ok((planned.response, vec![planned.event], staged))
+                },
+            )
             .await;
         self.after_commit(caller, written).await
     }
@@ -644,31 +675,6 @@ impl Ledger {
             .await;
         self.after_commit(caller, written).await
     }
-}
-
-/// Appends one opt-in (the fact and its audit event) inside a write: the write
-/// path of `POST /v1/opt-ins`. Consent collected before the number was erased is
-/// refused (`Conflict("collected_before_erasure")`) before anything is written.
-/// `consentgate import` takes the same three steps for a whole batch at once
-/// (`ledger::import`): [`refuse_if_erased`], open or create the subject, then
-/// [`plan_opt_in`], whose rows it inserts many to a statement.
-pub(crate) fn append_opt_in(
-    conn: &mut DbConnection,
-    keys: &super::Keyring,
-    policy: &Policy,
-    business_id: Uuid,
-    pseudonym: &[u8; 32],
-    command: &RecordOptIn,
-    now: DateTime<Utc>,
-) -> Result<(OptInResponse, NewEvent), StoreError> {
-    let erased_at = rows::latest_erasure(conn, business_id, pseudonym)?.map(|e| e.erased_at);
-    refuse_if_erased(command, now, erased_at)?;
-    let subject =
-        super::open_or_create_subject(conn, keys, business_id, &command.phone, pseudonym, now)?;
-    let evidence = sealed_evidence(&subject, business_id, &command.evidence)?;
-    let planned = plan_opt_in(policy, business_id, subject.id, command, evidence, now);
-    rows::insert_fact(conn, &planned.fact)?;
-    Ok((planned.response, planned.event))
 }
 
 /// Consent collected before the person had their data erased is void: a stale

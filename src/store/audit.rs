@@ -55,6 +55,57 @@ pub fn lock_head(conn: &mut DbConnection, business_id: Uuid) -> Result<Head, Sto
     ))
 }
 
+/// Locks the heads of these businesses and reads them, in one round trip on
+/// PostgreSQL (`SELECT ... ORDER BY business_id FOR UPDATE`: rows are locked in
+/// sorted order, so two batches cannot deadlock); on SQLite a no-op UPDATE takes
+/// the database's write lock first, then the heads are read. A business with no
+/// head (no such business) is absent from the answer.
+pub fn lock_heads(
+    conn: &mut DbConnection,
+    business_ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Head>, StoreError> {
+    type Row = (String, i64, Vec<u8>, Option<chrono::NaiveDateTime>);
+    let mut ids: Vec<String> = business_ids.iter().map(Uuid::to_string).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let query = audit_heads::table
+        .filter(audit_heads::business_id.eq_any(ids.clone()))
+        .order(audit_heads::business_id.asc())
+        .select((
+            audit_heads::business_id,
+            audit_heads::seq,
+            audit_heads::hash,
+            audit_heads::last_recorded_at,
+        ));
+    let rows: Vec<Row> = match conn {
+        DbConnection::Postgres(pg) => query.for_update().load(pg)?,
+        DbConnection::Sqlite(_) => {
+            diesel::update(audit_heads::table.filter(audit_heads::business_id.eq_any(ids)))
+                .set(audit_heads::seq.eq(audit_heads::seq))
+                .execute(conn)?;
+            query.load(conn)?
+        }
+    };
+    rows.into_iter()
+        .map(|(id, seq, hash, last_recorded_at)| {
+            let id = parse_id(&id)?;
+            Ok((
+                id,
+                Head::stored(id, seq, hash, last_recorded_at.map(from_naive)),
+            ))
+        })
+        .collect()
+}
+
+/// Inserts chained events (made by [`Head::chain`]), many to a statement. Must
+/// run in the transaction that holds their business's head lock and made the
+/// changes they record.
+pub fn insert_events(conn: &mut DbConnection, events: &[StoredEvent]) -> Result<(), StoreError> {
+    let rows: Vec<AuditEventRow> = events.iter().map(AuditEventRow::from).collect();
+    super::insert_many!(conn, audit_events::table, rows)?;
+    Ok(())
+}
+
 /// Appends events after `head`, recorded at `at` (from [`Head::next_recorded_at`]),
 /// and moves the head; returns the new head. Must run in the transaction that holds
 /// the head's lock and made the change the events record.

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use super::rows::{FactRow, NewSubjectRow, parse_id, to_naive};
+use super::rows::{FactRow, IdempotencyRow, NewSubjectRow, parse_id, to_naive};
 use super::schema::{facts, idempotency_keys, subjects};
 use super::{DbConnection, StoreError};
 use crate::domain::history::SubjectHistory;
@@ -166,6 +166,73 @@ pub fn latest_erasures(
         }
     }
     Ok(latest)
+}
+
+/// The subjects and the latest erasure times of these numbers (business,
+/// pseudonym), across businesses: two queries for a whole batch of writes
+/// (pairs of another business that happen to match are filtered out here).
+#[allow(clippy::type_complexity)]
+pub fn subjects_and_erasures(
+    conn: &mut DbConnection,
+    wanted: &[(Uuid, [u8; 32])],
+) -> Result<
+    (
+        HashMap<(Uuid, [u8; 32]), SubjectKeys>,
+        HashMap<(Uuid, [u8; 32]), DateTime<Utc>>,
+    ),
+    StoreError,
+> {
+    use super::schema::erasures;
+    let set: std::collections::HashSet<&(Uuid, [u8; 32])> = wanted.iter().collect();
+    let pair =
+        |business_id: &str, pseudonym: &[u8]| -> Result<Option<(Uuid, [u8; 32])>, StoreError> {
+            let Ok(pseudonym) = <[u8; 32]>::try_from(pseudonym) else {
+                return Ok(None);
+            };
+            let pair = (parse_id(business_id)?, pseudonym);
+            Ok(set.contains(&pair).then_some(pair))
+        };
+    let mut subjects = HashMap::new();
+    let mut erased: HashMap<(Uuid, [u8; 32]), DateTime<Utc>> = HashMap::new();
+    for chunk in wanted.chunks(LOOKUP_CHUNK / 2) {
+        let mut businesses: Vec<String> = chunk.iter().map(|(b, _)| b.to_string()).collect();
+        businesses.sort_unstable();
+        businesses.dedup();
+        let pseudonyms: Vec<&[u8]> = chunk.iter().map(|(_, p)| p.as_slice()).collect();
+        let rows = subjects::table
+            .filter(subjects::business_id.eq_any(&businesses))
+            .filter(subjects::pseudonym.eq_any(&pseudonyms))
+            .select((
+                subjects::business_id,
+                subjects::pseudonym,
+                subjects::id,
+                subjects::wrapped_key,
+            ))
+            .load::<(String, Vec<u8>, String, Option<Vec<u8>>)>(conn)?;
+        for (business_id, pseudonym, id, wrapped_key) in rows {
+            if let Some(pair) = pair(&business_id, &pseudonym)? {
+                let id = parse_id(&id)?;
+                subjects.insert(pair, SubjectKeys { id, wrapped_key });
+            }
+        }
+        let rows = erasures::table
+            .filter(erasures::business_id.eq_any(&businesses))
+            .filter(erasures::pseudonym.eq_any(&pseudonyms))
+            .select((
+                erasures::business_id,
+                erasures::pseudonym,
+                erasures::erased_at,
+            ))
+            .load::<(String, Vec<u8>, chrono::NaiveDateTime)>(conn)?;
+        for (business_id, pseudonym, at) in rows {
+            if let Some(pair) = pair(&business_id, &pseudonym)? {
+                let at = super::rows::from_naive(at);
+                let latest = erased.entry(pair).or_insert(at);
+                *latest = (*latest).max(at);
+            }
+        }
+    }
+    Ok((subjects, erased))
 }
 
 /// A subject to insert: its data key already wrapped and its number already
@@ -331,6 +398,75 @@ pub fn idempotent_response(
         status: u16::try_from(status).unwrap_or(500),
         body,
     }))
+}
+
+/// The stored first responses of these Idempotency-Keys, by business and key:
+/// one query for a whole batch of writes (keys of other businesses that happen
+/// to match are filtered out here).
+pub fn idempotent_responses(
+    conn: &mut DbConnection,
+    wanted: &[(Uuid, String)],
+) -> Result<HashMap<(Uuid, String), IdempotentResponse>, StoreError> {
+    let mut found = HashMap::new();
+    for chunk in wanted.chunks(LOOKUP_CHUNK / 2) {
+        let mut businesses: Vec<String> = chunk.iter().map(|(b, _)| b.to_string()).collect();
+        businesses.sort_unstable();
+        businesses.dedup();
+        let keys: Vec<&str> = chunk.iter().map(|(_, k)| k.as_str()).collect();
+        let rows = idempotency_keys::table
+            .filter(idempotency_keys::business_id.eq_any(businesses))
+            .filter(idempotency_keys::key.eq_any(keys))
+            .select((
+                idempotency_keys::business_id,
+                idempotency_keys::key,
+                idempotency_keys::request_hash,
+                idempotency_keys::status,
+                idempotency_keys::response,
+            ))
+            .load::<(String, String, Vec<u8>, i32, String)>(conn)?;
+        for (business_id, key, request_hash, status, body) in rows {
+            found.insert(
+                (parse_id(&business_id)?, key),
+                IdempotentResponse {
+                    request_hash,
+                    status: u16::try_from(status).unwrap_or(500),
+                    body,
+                },
+            );
+        }
+    }
+    let wanted: std::collections::HashSet<&(Uuid, String)> = wanted.iter().collect();
+    found.retain(|pair, _| wanted.contains(pair));
+    Ok(found)
+}
+
+/// A first response to store under its Idempotency-Key.
+#[derive(Debug, Clone)]
+pub struct NewIdempotentResponse {
+    pub business_id: Uuid,
+    pub key: String,
+    pub response: IdempotentResponse,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Stores first responses, many to a statement (a batch of writes).
+pub fn insert_idempotent_responses(
+    conn: &mut DbConnection,
+    new: &[NewIdempotentResponse],
+) -> Result<(), StoreError> {
+    let rows: Vec<IdempotencyRow> = new
+        .iter()
+        .map(|n| IdempotencyRow {
+            business_id: n.business_id.to_string(),
+            key: n.key.clone(),
+            request_hash: n.response.request_hash.clone(),
+            status: i32::from(n.response.status),
+            response: n.response.body.clone(),
+            created_at: to_naive(n.created_at),
+        })
+        .collect();
+    super::insert_many!(conn, idempotency_keys::table, rows)?;
+    Ok(())
 }
 
 pub fn insert_idempotent_response(

@@ -114,6 +114,18 @@ pub struct FactRow {
     pub evidence: Option<Vec<u8>>,
 }
 
+/// A stored first response to an idempotent write, as inserted.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = super::schema::idempotency_keys)]
+pub struct IdempotencyRow {
+    pub business_id: String,
+    pub key: String,
+    pub request_hash: Vec<u8>,
+    pub status: i32,
+    pub response: String,
+    pub created_at: NaiveDateTime,
+}
+
 /// A subject as inserted (see `store::ledger::NewSubject`).
 #[derive(Debug, Insertable)]
 #[diesel(table_name = super::schema::subjects, treat_none_as_default_value = false)]

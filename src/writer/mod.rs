@@ -18,13 +18,24 @@
 //!    always on the same one. Each shard is one thread with one connection of
 //!    its own (not from the pool).
 //! 2. The shard's thread takes every write waiting (at most [`MAX_BATCH`]) and
-//!    opens one transaction. It locks the chain head of each business in the
-//!    batch, in sorted order (so two nodes' batches cannot deadlock), then runs
-//!    each write in its own SAVEPOINT ([`Savepoint`]: one round trip per write): the
-//!    Idempotency-Key lookup, the change, its audit events appended after the
-//!    head with consecutive sequence numbers, the stored first response. A write
-//!    that fails (bad state, a constraint, even a panic) rolls back to its
-//!    savepoint and fails alone with its own error; the head stays where it was.
+//!    opens one transaction. It locks the chain heads of the businesses in the
+//!    batch with one statement, in sorted order (so two nodes' batches cannot
+//!    deadlock), then applies the writes in queue order. What they need of the
+//!    database is looked up for a run of writes at once ([`BatchState`]): the
+//!    Idempotency-Keys, and for planned writes (opt-ins, [`Writer::write_planned`])
+//!    their numbers' subjects and latest erasures, one query each. A planned
+//!    write touches no database: it gets what the batch knows of its number
+//!    (with the batch's earlier writes applied) and hands back its rows. A
+//!    direct write ([`Writer::write_idempotent`]) runs its change on the
+//!    connection in its own SAVEPOINT ([`Savepoint`]), after the rows staged so
+//!    far are inserted, and the lookups are made again after it. Every write's
+//!    audit events are chained in memory after the locked head with consecutive
+//!    sequence numbers. A write that fails (bad state, a constraint, even a
+//!    panic) stages nothing (a direct one rolls back to its savepoint) and fails
+//!    alone with its own error; the head stays where it was.
+//!    At the end the staged subjects, facts, audit events and stored responses
+//!    are inserted many to a statement; if that fails, the batch fails as a
+//!    whole (step 4).
 //! 3. Each moved head is stored once, and the transaction commits once.
 //! 4. Only then is every write of the batch answered: its value and the chain
 //!    sequence number it reached (the ledger brings its in-memory projection up
@@ -48,8 +59,8 @@
 //! SQLite the same in-process writer mutex), so they interleave safely with
 //! batches.
 //!
-//! Depends on `store` (statements, head lock, chain append), `audit` (events)
-//! and `domain` (actors); never on actix.
+//! Depends on `store` (statements, head lock, inserts), `audit` (events, the
+//! head that chains them) and `domain` (actors); never on actix.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -60,10 +71,12 @@ use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::audit::NewEvent;
+use crate::audit::{NewEvent, StoredEvent};
 use crate::domain::Actor;
 use crate::store::audit::{self as chain, Head};
-use crate::store::ledger::{self as rows, IdempotentResponse};
+use crate::store::ledger::{
+    self as rows, IdempotentResponse, NewFact, NewIdempotentResponse, NewSubject, SubjectKeys,
+};
 use crate::store::{Backend, DbConnection, IdempotencyRequest, Store, StoreError, Written};
 
 /// How many writes one transaction takes at most (bounds a batch's latency).
@@ -79,6 +92,26 @@ pub struct Committed<T> {
     /// The business's chain head after this write's events (`None` for a replay,
     /// which wrote nothing).
     pub seq: Option<i64>,
+}
+
+/// What a planned write ([`Writer::write_planned`]) knows of its number at its
+/// place in the batch: the stored state, with the batch's earlier writes
+/// applied (a subject an earlier write of the batch creates is found here).
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    /// The number's subject in the business, if it has one.
+    pub subject: Option<SubjectKeys>,
+    /// When the number was last erased, if ever.
+    pub erased_at: Option<DateTime<Utc>>,
+}
+
+/// The rows a planned write adds, inserted with the rest of its batch's
+/// (many to a statement) before the batch commits.
+#[derive(Debug, Default)]
+pub struct Staged {
+    /// The subject the write creates (its number had none).
+    pub subject: Option<NewSubject>,
+    pub facts: Vec<NewFact>,
 }
 
 /// The group-commit writer of this node. Cheap to clone; the threads stop when
@@ -108,6 +141,22 @@ impl Drop for Inner {
     }
 }
 
+/// What a queued write runs, type-erased over its two kinds: a direct change
+/// gets the connection (inside its savepoint), a planned one what the batch
+/// knows of its number.
+type Run<T> = Box<
+    dyn FnOnce(Input<'_>, DateTime<Utc>) -> Result<(T, Vec<NewEvent>, Staged), StoreError> + Send,
+>;
+
+enum Input<'a> {
+    Conn(&'a mut DbConnection),
+    Found(Found),
+}
+
+fn wrong_input() -> StoreError {
+    StoreError::Internal("a write was handed the wrong input".into())
+}
+
 impl Writer {
     pub fn new(store: Store) -> Writer {
         Writer {
@@ -134,7 +183,8 @@ impl Writer {
         let no_body = |_: &T| -> Result<String, StoreError> {
             Err(StoreError::Internal("no idempotency key, no body".into()))
         };
-        self.submit(business_id, actor, None, no_body, change).await
+        self.submit(business_id, actor, None, None, no_body, direct(change))
+            .await
     }
 
     /// Queues a write of the business and waits until it committed (or failed).
@@ -159,35 +209,69 @@ impl Writer {
             + Send
             + 'static,
     {
-        let to_body = |value: &T| {
-            serde_json::to_string(value).map_err(|e| StoreError::Internal(format!("response: {e}")))
-        };
-        self.submit(business_id, actor, request, to_body, change)
+        self.submit(business_id, actor, request, None, to_body, direct(change))
             .await
     }
 
-    async fn submit<T, F, B>(
+    /// [`Writer::write_idempotent`] for a write that needs nothing of the
+    /// database but its number's subject and latest erasure (an opt-in). `plan`
+    /// is handed those ([`Found`], looked up for the whole batch at once, with
+    /// the batch's earlier writes applied) and the recorded time, and returns
+    /// the value, the audit events and the rows to insert ([`Staged`]); it
+    /// touches no database, so it needs no savepoint, and its rows go in with
+    /// the batch's others, many to a statement. A plan that fails stages
+    /// nothing and fails alone.
+    pub async fn write_planned<T, P>(
         &self,
         business_id: Uuid,
         actor: Actor,
         request: Option<IdempotencyRequest>,
+        pseudonym: [u8; 32],
+        plan: P,
+    ) -> Result<Committed<T>, StoreError>
+    where
+        T: serde::Serialize + Send + 'static,
+        P: FnOnce(Found, DateTime<Utc>) -> Result<(T, Vec<NewEvent>, Staged), StoreError>
+            + Send
+            + 'static,
+    {
+        let run: Run<T> = Box::new(move |input, now| match input {
+            Input::Found(found) => plan(found, now),
+            Input::Conn(_) => Err(wrong_input()),
+        });
+        self.submit(business_id, actor, request, Some(pseudonym), to_body, run)
+            .await
+    }
+
+    /// How many writes wait in the queue of the business's shard (not counting
+    /// the batch being committed): for tests that line writes up in one batch.
+    pub fn waiting(&self, business_id: Uuid) -> usize {
+        let shard = self.shard_of(business_id);
+        let queue = shard.queue.lock().unwrap_or_else(|p| p.into_inner());
+        queue.waiting.len()
+    }
+
+    async fn submit<T, B>(
+        &self,
+        business_id: Uuid,
+        actor: Actor,
+        request: Option<IdempotencyRequest>,
+        pseudonym: Option<[u8; 32]>,
         to_body: B,
-        change: F,
+        run: Run<T>,
     ) -> Result<Committed<T>, StoreError>
     where
         T: Send + 'static,
         B: FnOnce(&T) -> Result<String, StoreError> + Send + 'static,
-        F: FnOnce(&mut DbConnection, DateTime<Utc>) -> Result<(T, Vec<NewEvent>), StoreError>
-            + Send
-            + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(Pending {
             business_id,
             actor,
             request,
+            pseudonym,
             to_body: Some(to_body),
-            change: Some(change),
+            run: Some(run),
             outcome: None,
             reply,
         });
@@ -217,13 +301,40 @@ impl Writer {
     }
 }
 
+fn to_body<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Internal(format!("response: {e}")))
+}
+
+/// A direct change, as the batch runs it.
+fn direct<T, F>(change: F) -> Run<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut DbConnection, DateTime<Utc>) -> Result<(T, Vec<NewEvent>), StoreError>
+        + Send
+        + 'static,
+{
+    Box::new(move |input, now| match input {
+        Input::Conn(conn) => {
+            change(conn, now).map(|(value, events)| (value, events, Staged::default()))
+        }
+        Input::Found(_) => Err(wrong_input()),
+    })
+}
+
 /// One queued write, type-erased so one batch holds writes of any response type.
 trait Job: Send {
     fn business_id(&self) -> Uuid;
-    /// Runs the write (inside its savepoint), advancing `head` in memory.
+    fn idempotency_key(&self) -> Option<&str>;
+    /// A planned write's number (`None`: a direct write).
+    fn pseudonym(&self) -> Option<&[u8; 32]>;
+    /// Runs the write: a direct one inside its savepoint, on `conn`; a planned
+    /// one on what `batch` knows. Its events are chained after `head` and, like
+    /// its rows and its response, handed to `batch`; nothing of it reaches
+    /// `batch` or `head` unless it succeeds.
     fn apply(
         &mut self,
         conn: &mut DbConnection,
+        batch: &mut BatchState,
         head: &mut Head,
         clock_now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
@@ -233,71 +344,93 @@ trait Job: Send {
     fn acknowledge(self: Box<Self>, commit: Result<(), &StoreError>);
 }
 
-struct Pending<T, F, B> {
+struct Pending<T, B> {
     business_id: Uuid,
     actor: Actor,
     request: Option<IdempotencyRequest>,
+    pseudonym: Option<[u8; 32]>,
     to_body: Option<B>,
-    change: Option<F>,
+    run: Option<Run<T>>,
     outcome: Option<Result<Committed<T>, StoreError>>,
     reply: oneshot::Sender<Result<Committed<T>, StoreError>>,
 }
 
-impl<T, F, B> Job for Pending<T, F, B>
+impl<T, B> Job for Pending<T, B>
 where
     T: Send + 'static,
     B: FnOnce(&T) -> Result<String, StoreError> + Send + 'static,
-    F: FnOnce(&mut DbConnection, DateTime<Utc>) -> Result<(T, Vec<NewEvent>), StoreError>
-        + Send
-        + 'static,
 {
     fn business_id(&self) -> Uuid {
         self.business_id
     }
 
+    fn idempotency_key(&self) -> Option<&str> {
+        self.request.as_ref().map(|r| r.key.as_str())
+    }
+
+    fn pseudonym(&self) -> Option<&[u8; 32]> {
+        self.pseudonym.as_ref()
+    }
+
     fn apply(
         &mut self,
         conn: &mut DbConnection,
+        batch: &mut BatchState,
         head: &mut Head,
         clock_now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         if let Some(request) = &self.request
-            && let Some(first) = rows::idempotent_response(conn, self.business_id, &request.key)?
+            && let Some(first) = batch.response(self.business_id, &request.key)
         {
             if first.request_hash != request.request_hash {
                 return Err(StoreError::Conflict("idempotency_key_reused"));
             }
             self.outcome = Some(Ok(Committed {
-                written: Written::Replayed(first),
+                written: Written::Replayed(first.clone()),
                 seq: None,
             }));
             return Ok(());
         }
-        let change = self
-            .change
+        let run = self
+            .run
             .take()
             .ok_or_else(|| StoreError::Internal("a write applied twice".into()))?;
         let recorded_at = head.next_recorded_at(clock_now);
-        let (value, events) = change(conn, recorded_at)?;
-        chain::append_events(conn, head, self.actor, recorded_at, events)?;
-        if let Some(request) = &self.request {
-            let to_body = self
-                .to_body
-                .take()
-                .ok_or_else(|| StoreError::Internal("a write applied twice".into()))?;
-            let response = IdempotentResponse {
-                request_hash: request.request_hash.to_vec(),
-                status: request.status,
-                body: to_body(&value)?,
-            };
-            rows::insert_idempotent_response(
-                conn,
-                self.business_id,
-                &request.key,
-                &response,
-                recorded_at,
-            )?;
-        }
+        let input = match &self.pseudonym {
+            Some(pseudonym) => Input::Found(batch.found(self.business_id, pseudonym)),
+            None => Input::Conn(conn),
+        };
+        let (value, events, staged) = run(input, recorded_at)?;
+        let mut moved = head.clone();
+        let events = chain_events(&mut moved, self.actor, recorded_at, events)?;
+        let response = match &self.request {
+            Some(request) => {
+                let to_body = self
+                    .to_body
+                    .take()
+                    .ok_or_else(|| StoreError::Internal("a write applied twice".into()))?;
+                Some(NewIdempotentResponse {
+                    business_id: self.business_id,
+                    key: request.key.clone(),
+                    response: IdempotentResponse {
+                        request_hash: request.request_hash.to_vec(),
+                        status: request.status,
+                        body: to_body(&value)?,
+                    },
+                    created_at: recorded_at,
+                })
+            }
+            None => None,
+        };
+        // Nothing above changed the batch: from here on the write is in.
+        batch.stage(
+            self.business_id,
+            self.pseudonym.as_ref(),
+            staged,
+            events,
+            response,
+        );
+        *head = moved;
         self.outcome = Some(Ok(Committed {
             written: Written::Fresh(value),
             seq: Some(head.seq()),
@@ -323,6 +456,190 @@ where
         };
         // The caller may have gone (its request was cancelled): nothing to tell.
         let _ = self.reply.send(answer);
+    }
+}
+
+/// Numbers and hashes `events` after `head` (moving it), recorded at `at`.
+fn chain_events(
+    head: &mut Head,
+    actor: Actor,
+    at: DateTime<Utc>,
+    events: Vec<NewEvent>,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    if events.is_empty() {
+        return Err(StoreError::Internal(
+            "a state change must append at least one audit event".into(),
+        ));
+    }
+    events
+        .into_iter()
+        .map(|event| {
+            head.chain(actor, at, event)
+                .map_err(|e| StoreError::Internal(format!("event data: {e}")))
+        })
+        .collect()
+}
+
+/// What a batch holds besides its transaction: what it looked up for its
+/// writes, and the rows its writes made that are not inserted yet.
+///
+/// Lookups are made for a run of writes at once ([`BatchState::look_up`]): the
+/// Idempotency-Keys of the run, and the subjects and latest erasures of its
+/// planned writes' numbers, one query each. They stay true while only planned
+/// writes run, because the batch itself keeps them current (a subject a planned
+/// write creates is entered in `found`, a response it stores in `responses`).
+/// A direct write reads the database itself: the staged subjects and facts are
+/// inserted before it runs ([`BatchState::flush`]), and what was looked up is
+/// looked up again after it (it may have changed anything).
+///
+/// Audit events and stored responses are read by no write: they are inserted
+/// once, at the end of the batch ([`BatchState::finish`]).
+struct BatchState {
+    /// The lookups cover the batch's writes before this index.
+    looked_up_to: usize,
+    /// Stored first responses of the looked-up keys.
+    stored: HashMap<(Uuid, String), IdempotentResponse>,
+    /// The looked-up numbers, with the batch's planned writes applied.
+    found: HashMap<(Uuid, [u8; 32]), Found>,
+    subjects: Vec<NewSubject>,
+    facts: Vec<NewFact>,
+    events: Vec<StoredEvent>,
+    responses: Vec<NewIdempotentResponse>,
+    /// This batch's responses, by business and key (index into `responses`).
+    answered: HashMap<(Uuid, String), usize>,
+}
+
+impl BatchState {
+    fn new(writes: usize) -> BatchState {
+        BatchState {
+            looked_up_to: 0,
+            stored: HashMap::new(),
+            found: HashMap::new(),
+            subjects: Vec::new(),
+            facts: Vec::with_capacity(writes),
+            events: Vec::with_capacity(writes),
+            responses: Vec::new(),
+            answered: HashMap::new(),
+        }
+    }
+
+    /// The first response under this key: this batch's, or a stored one.
+    fn response(&self, business_id: Uuid, key: &str) -> Option<&IdempotentResponse> {
+        let pair = (business_id, key.to_owned());
+        match self.answered.get(&pair) {
+            Some(&i) => Some(&self.responses[i].response),
+            None => self.stored.get(&pair),
+        }
+    }
+
+    fn found(&self, business_id: Uuid, pseudonym: &[u8; 32]) -> Found {
+        self.found
+            .get(&(business_id, *pseudonym))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Looks up what the writes from `batch[from]` up to and including the next
+    /// direct write need, unless that was done already.
+    fn look_up(
+        &mut self,
+        conn: &mut DbConnection,
+        batch: &[Box<dyn Job>],
+        from: usize,
+    ) -> Result<(), StoreError> {
+        if from < self.looked_up_to {
+            return Ok(());
+        }
+        let run = batch[from..]
+            .iter()
+            .position(|job| job.pseudonym().is_none())
+            .map_or(batch.len(), |direct| from + direct + 1);
+        let run_jobs = &batch[from..run];
+        self.looked_up_to = run;
+        let keys: Vec<(Uuid, String)> = run_jobs
+            .iter()
+            .filter_map(|job| Some((job.business_id(), job.idempotency_key()?.to_owned())))
+            .collect();
+        self.stored = if keys.is_empty() {
+            HashMap::new()
+        } else {
+            rows::idempotent_responses(conn, &keys)?
+        };
+        self.found.clear();
+        let numbers: Vec<(Uuid, [u8; 32])> = run_jobs
+            .iter()
+            .filter_map(|job| Some((job.business_id(), *job.pseudonym()?)))
+            .collect();
+        if !numbers.is_empty() {
+            let (mut subjects, erasures) = rows::subjects_and_erasures(conn, &numbers)?;
+            for number in numbers {
+                let found = Found {
+                    subject: subjects.remove(&number),
+                    erased_at: erasures.get(&number).copied(),
+                };
+                self.found.entry(number).or_insert(found);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes in what a write that succeeded made.
+    fn stage(
+        &mut self,
+        business_id: Uuid,
+        pseudonym: Option<&[u8; 32]>,
+        staged: Staged,
+        events: Vec<StoredEvent>,
+        response: Option<NewIdempotentResponse>,
+    ) {
+        if let Some(subject) = staged.subject {
+            if let Some(pseudonym) = pseudonym {
+                self.found
+                    .entry((business_id, *pseudonym))
+                    .or_default()
+                    .subject = Some(SubjectKeys {
+                    id: subject.id,
+                    wrapped_key: Some(subject.wrapped_key.clone()),
+                });
+            }
+            self.subjects.push(subject);
+        }
+        self.facts.extend(staged.facts);
+        self.events.extend(events);
+        if let Some(response) = response {
+            self.answered.insert(
+                (response.business_id, response.key.clone()),
+                self.responses.len(),
+            );
+            self.responses.push(response);
+        }
+    }
+
+    /// Inserts the staged subjects and facts (before a direct write reads the
+    /// database, and at the end).
+    fn flush(&mut self, conn: &mut DbConnection) -> Result<(), StoreError> {
+        if !self.subjects.is_empty() {
+            rows::insert_subjects(conn, &self.subjects)?;
+            self.subjects.clear();
+        }
+        if !self.facts.is_empty() {
+            rows::insert_facts(conn, &self.facts)?;
+            self.facts.clear();
+        }
+        Ok(())
+    }
+
+    /// Inserts everything still staged: subjects, facts, the audit events and
+    /// the stored responses. If any of it fails, the batch fails as a whole.
+    fn finish(&mut self, conn: &mut DbConnection) -> Result<(), StoreError> {
+        self.flush(conn)?;
+        if !self.events.is_empty() {
+            chain::insert_events(conn, &self.events)?;
+        }
+        if !self.responses.is_empty() {
+            rows::insert_idempotent_responses(conn, &self.responses)?;
+        }
+        Ok(())
     }
 }
 
@@ -414,46 +731,53 @@ impl Shard {
     }
 }
 
-/// One group commit: the batch's heads locked in sorted order, each write in its
-/// own savepoint, each moved head stored once, one commit. Returns the moved heads.
+/// One group commit: the batch's heads locked (one statement, in sorted order),
+/// each write applied in turn (a direct one in its own savepoint), everything
+/// staged inserted, each moved head stored once, one commit. Returns the moved
+/// heads.
 fn commit_batch(
     store: &Store,
     conn: &mut DbConnection,
     batch: &mut [Box<dyn Job>],
 ) -> Result<Vec<Head>, StoreError> {
     store.transaction(conn, |conn| {
-        let mut ids: Vec<Uuid> = batch.iter().map(|job| job.business_id()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let mut heads: HashMap<Uuid, (i64, Head)> = HashMap::with_capacity(ids.len());
-        for id in ids {
-            match chain::lock_head(conn, id) {
-                Ok(head) => {
-                    heads.insert(id, (head.seq(), head));
-                }
-                // No such business: its writes fail alone below.
-                Err(StoreError::NotFound) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let ids: Vec<Uuid> = batch.iter().map(|job| job.business_id()).collect();
+        // No head, no business: its writes fail alone below.
+        let mut heads: HashMap<Uuid, (i64, Head)> = chain::lock_heads(conn, &ids)?
+            .into_iter()
+            .map(|(id, head)| (id, (head.seq(), head)))
+            .collect();
+        let mut state = BatchState::new(batch.len());
         let mut savepoint = Savepoint::default();
-        for job in batch.iter_mut() {
+        for i in 0..batch.len() {
+            if !heads.contains_key(&batch[i].business_id()) {
+                batch[i].fail(StoreError::NotFound);
+                continue;
+            }
+            state.look_up(conn, batch, i)?;
+            let job = &mut batch[i];
             let Some((_, head)) = heads.get_mut(&job.business_id()) else {
-                job.fail(StoreError::NotFound);
                 continue;
             };
-            let before = head.clone();
+            let is_direct = job.pseudonym().is_none();
+            if is_direct {
+                // It reads the database: what the batch staged must be there.
+                state.flush(conn)?;
+                savepoint.set(conn)?;
+            }
             let clock_now = store.clock().now();
-            savepoint.set(conn)?;
-            let applied =
-                std::panic::catch_unwind(AssertUnwindSafe(|| job.apply(conn, head, clock_now)))
-                    .unwrap_or_else(|_| Err(StoreError::Internal("a write panicked".into())));
+            let applied = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                job.apply(conn, &mut state, head, clock_now)
+            }))
+            .unwrap_or_else(|_| Err(StoreError::Internal("a write panicked".into())));
             if let Err(e) = applied {
-                savepoint.roll_back(conn)?;
-                *head = before;
+                if is_direct {
+                    savepoint.roll_back(conn)?;
+                }
                 job.fail(e);
             }
         }
+        state.finish(conn)?;
         let mut moved = Vec::new();
         for (start, head) in heads.into_values() {
             if head.seq() != start {

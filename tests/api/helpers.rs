@@ -206,6 +206,8 @@ pub struct TestApp {
     pub address: String,
     pub operator_token: String,
     pub store: Store,
+    /// The service's own group-commit writer.
+    pub writer: consentgate::writer::Writer,
     pub settings: Settings,
     handle: actix_web::dev::ServerHandle,
     // Dropped last: the database outlives the server.
@@ -242,12 +244,14 @@ pub async fn spawn_app_with(
         .expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let store = app.store().clone();
+    let writer = app.writer().clone();
     let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());
     Some(TestApp {
         address,
         operator_token,
         store,
+        writer,
         settings,
         handle,
         _db: db,

@@ -19,6 +19,9 @@ backend_tests!(
     a_write_for_an_unknown_business_fails_alone,
     a_constraint_violation_rolls_back_to_its_savepoint_and_the_batch_commits,
     writes_of_several_businesses_batch_together_on_their_own_chains,
+    one_batch_sees_its_own_earlier_writes,
+    one_batch_answers_a_repeated_idempotency_key_once,
+    an_opt_in_refused_in_a_batch_fails_alone,
 );
 
 fn pseudonym(i: u8) -> [u8; 32] {
@@ -224,4 +227,368 @@ async fn postgresql_gets_planner_statistics_once_the_tables_grew() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+}
+
+// ---- a batch sees its own earlier writes ------------------------------------------
+
+/// Holds the business's writer shard busy with a write that waits until the
+/// returned sender is dropped (and then fails alone), so that the writes queued
+/// meanwhile are taken as one batch, in the order they were queued.
+async fn hold_the_writer(app: &TestApp, business_id: Uuid) -> std::sync::mpsc::Sender<()> {
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let (started, running) = std::sync::mpsc::channel::<()>();
+    let writer = app.writer.clone();
+    actix_web::rt::spawn(async move {
+        let held = writer
+            .write(business_id, Actor::Operator, move |_conn, _now| {
+                let _ = started.send(());
+                let _ = released.recv_timeout(std::time::Duration::from_secs(30));
+                Err::<((), Vec<NewEvent>), _>(StoreError::Conflict("held_for_the_test"))
+            })
+            .await;
+        assert!(matches!(
+            held,
+            Err(StoreError::Conflict("held_for_the_test"))
+        ));
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while running.try_recv().is_err() {
+        assert!(std::time::Instant::now() < deadline, "the hold started");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    release
+}
+
+/// Sends a request in the background once the writes queued before it are in
+/// the queue, and waits until it is queued too (so requests queue in the order
+/// they are sent).
+async fn queue_request(
+    app: &TestApp,
+    business_id: Uuid,
+    path: &'static str,
+    token: &str,
+    idempotency_key: Option<&str>,
+    body: serde_json::Value,
+) -> tokio::sync::oneshot::Receiver<(u16, serde_json::Value)> {
+    let before = app.writer.waiting(business_id);
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let mut request = app
+        .client()
+        .post(format!("{}{path}", app.address))
+        .insert_header(("authorization", format!("Bearer {token}")));
+    if let Some(key) = idempotency_key {
+        request = request.insert_header(("idempotency-key", key.to_owned()));
+    }
+    actix_web::rt::spawn(async move {
+        let mut res = request.send_json(&body).await.expect("the server answers");
+        let bytes = res.body().await.expect("a body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        let _ = answer.send((res.status().as_u16(), body));
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.writer.waiting(business_id) == before {
+        assert!(std::time::Instant::now() < deadline, "the write was queued");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    answered
+}
+
+fn web_opt_in(
+    phone: &str,
+    categories: &[&str],
+    collected_at: chrono::DateTime<chrono::Utc>,
+) -> serde_json::Value {
+    json!({
+        "phone": phone,
+        "categories": categories,
+        "channel": "web",
+        "evidence": {
+            "collected_at": collected_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "consent_text_version": "consent-v3",
+            "source_url": "https://shop.example/signup",
+        },
+    })
+}
+
+async fn allowed(app: &TestApp, token: &str, phone: &str, category: &str) -> bool {
+    let res = app
+        .post(
+            "/v1/checks",
+            Some(token),
+            &json!({"phone": phone, "category": category}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    res.body["allowed"].as_bool().unwrap()
+}
+
+async fn answer(
+    pending: tokio::sync::oneshot::Receiver<(u16, serde_json::Value)>,
+) -> (u16, serde_json::Value) {
+    pending.await.expect("the request was answered")
+}
+
+async fn one_batch_sees_its_own_earlier_writes(app: TestApp) {
+    const X: &str = "+31612345601";
+    const Y: &str = "+31612345602";
+    const Z: &str = "+31612345603";
+    let biz = app.create_business("Acme", "whatsapp-eu").await;
+    let business_id: Uuid = biz.id.parse().unwrap();
+    let before = app.audit_events(&biz.id).await.len();
+    let collected = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let key = biz.key.as_str();
+    let release = hold_the_writer(&app, business_id).await;
+    let x1 = queue_request(
+        &app,
+        business_id,
+        "/v1/opt-ins",
+        key,
+        None,
+        web_opt_in(X, &["utility"], collected),
+    )
+    .await;
+    let x2 = queue_request(
+        &app,
+        business_id,
+        "/v1/opt-ins",
+        key,
+        None,
+        web_opt_in(X, &["utility"], collected),
+    )
+    .await;
+    let y = queue_request(
+        &app,
+        business_id,
+        "/v1/opt-ins",
+        key,
+        None,
+        web_opt_in(Y, &["utility"], collected),
+    )
+    .await;
+    let x_stop = queue_request(
+        &app,
+        business_id,
+        "/v1/revocations",
+        key,
+        None,
+        json!({"phone": X, "channel": "web"}),
+    )
+    .await;
+    // A revocation of a new number (a direct write) creates its subject; the
+    // opt-in after it in the batch must find that subject, not make another.
+    let z_stop = queue_request(
+        &app,
+        business_id,
+        "/v1/revocations",
+        key,
+        None,
+        json!({"phone": Z, "channel": "web"}),
+    )
+    .await;
+    let z = queue_request(
+        &app,
+        business_id,
+        "/v1/opt-ins",
+        key,
+        None,
+        web_opt_in(Z, &["utility"], chrono::Utc::now()),
+    )
+    .await;
+    assert_eq!(
+        app.writer.waiting(business_id),
+        6,
+        "six writes wait for one batch"
+    );
+    drop(release);
+    let (x1, x2, y, x_stop, z_stop, z) = (
+        answer(x1).await,
+        answer(x2).await,
+        answer(y).await,
+        answer(x_stop).await,
+        answer(z_stop).await,
+        answer(z).await,
+    );
+    for (what, (status, body)) in [
+        ("x1", &x1),
+        ("x2", &x2),
+        ("y", &y),
+        ("x stop", &x_stop),
+        ("z stop", &z_stop),
+        ("z", &z),
+    ] {
+        assert_eq!(*status, 201, "{what}: {body}");
+    }
+    assert_eq!(
+        x1.1["subject_id"], x2.1["subject_id"],
+        "a second opt-in of a new number finds the subject the first made"
+    );
+    assert_eq!(
+        x1.1["subject_id"], x_stop.1["subject_id"],
+        "the revocation finds it too"
+    );
+    assert_ne!(x1.1["subject_id"], y.1["subject_id"]);
+    assert_eq!(
+        z_stop.1["subject_id"], z.1["subject_id"],
+        "an opt-in finds the subject a direct write of its batch made"
+    );
+    assert!(
+        !allowed(&app, key, X, "utility").await,
+        "X's consent was revoked in the batch"
+    );
+    assert!(allowed(&app, key, Y, "utility").await);
+    let events = app.audit_events(&biz.id).await;
+    assert_eq!(events.len(), before + 6, "one event per write");
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as i64).collect::<Vec<_>>(),
+        "contiguous"
+    );
+    let report = app.store.verify_chain(business_id).await.unwrap();
+    assert!(report.valid, "the chain verifies: {report:?}");
+}
+
+async fn one_batch_answers_a_repeated_idempotency_key_once(app: TestApp) {
+    const X: &str = "+31612345611";
+    let biz = app.create_business("Acme", "whatsapp-eu").await;
+    let business_id: Uuid = biz.id.parse().unwrap();
+    let before = app.audit_events(&biz.id).await.len();
+    let collected = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let body = web_opt_in(X, &["utility"], collected);
+    let key = biz.key.as_str();
+    let release = hold_the_writer(&app, business_id).await;
+    let first = queue_request(
+        &app,
+        business_id,
+        "/v1/opt-ins",
+        key,
+        Some("k-1"),
+        body.clone(),
+    )
+    .await;
+    let retry = queue_request(
+        &app,
+        business_id,
+        "/v1/opt-ins",
+        key,
+        Some("k-1"),
+        body.clone(),
+    )
+    .await;
+    let other = queue_request(
+        &app,
+        business_id,
+        "/v1/opt-ins",
+        key,
+        Some("k-1"),
+        web_opt_in(X, &["marketing"], collected),
+    )
+    .await;
+    // A direct write with the same key after them sees the batch's answer too.
+    let revocation = queue_request(
+        &app,
+        business_id,
+        "/v1/revocations",
+        key,
+        Some("k-1"),
+        json!({"phone": X, "channel": "web"}),
+    )
+    .await;
+    drop(release);
+    let (first, retry, other, revocation) = (
+        answer(first).await,
+        answer(retry).await,
+        answer(other).await,
+        answer(revocation).await,
+    );
+    assert_eq!(first.0, 201, "{}", first.1);
+    assert_eq!(
+        retry, first,
+        "the retry in the same batch gets the first response"
+    );
+    assert_eq!(other.0, 409, "{}", other.1);
+    assert_eq!(other.1["code"], "idempotency_key_reused");
+    assert_eq!(revocation.0, 409, "{}", revocation.1);
+    assert_eq!(revocation.1["code"], "idempotency_key_reused");
+    let events = app.audit_events(&biz.id).await;
+    assert_eq!(events.len(), before + 1, "one write, one event");
+    // And after the commit, from the stored record.
+    let again = app
+        .client()
+        .post(format!("{}/v1/opt-ins", app.address))
+        .insert_header(("authorization", format!("Bearer {key}")))
+        .insert_header(("idempotency-key", "k-1"))
+        .send_json(&body)
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(again, first.1);
+}
+
+async fn an_opt_in_refused_in_a_batch_fails_alone(app: TestApp) {
+    const ERASED: &str = "+31612345621";
+    const OTHER: &str = "+31612345622";
+    let biz = app.create_business("Acme", "whatsapp-eu").await;
+    let business_id: Uuid = biz.id.parse().unwrap();
+    let key = biz.key.as_str();
+    let long_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    let res = app
+        .post(
+            "/v1/opt-ins",
+            Some(key),
+            &web_opt_in(ERASED, &["utility"], long_ago),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.body);
+    let res = app
+        .post("/v1/subjects/erase", Some(key), &json!({"phone": ERASED}))
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    let before = app.audit_events(&biz.id).await.len();
+    let release = hold_the_writer(&app, business_id).await;
+    let stale = queue_request(
+        &app,
+        business_id,
+        "/v1/opt-ins",
+        key,
+        None,
+        web_opt_in(ERASED, &["utility"], long_ago),
+    )
+    .await;
+    let good = queue_request(
+        &app,
+        business_id,
+        "/v1/opt-ins",
+        key,
+        None,
+        web_opt_in(OTHER, &["utility"], chrono::Utc::now()),
+    )
+    .await;
+    let fresh = queue_request(
+        &app,
+        business_id,
+        "/v1/opt-ins",
+        key,
+        None,
+        web_opt_in(ERASED, &["utility"], chrono::Utc::now()),
+    )
+    .await;
+    drop(release);
+    let (stale, good, fresh) = (answer(stale).await, answer(good).await, answer(fresh).await);
+    assert_eq!(stale.0, 409, "{}", stale.1);
+    assert_eq!(stale.1["code"], "collected_before_erasure");
+    assert_eq!(good.0, 201, "{}", good.1);
+    assert_eq!(
+        fresh.0, 201,
+        "consent given after the erasure counts: {}",
+        fresh.1
+    );
+    assert!(allowed(&app, key, OTHER, "utility").await);
+    assert!(allowed(&app, key, ERASED, "utility").await);
+    let events = app.audit_events(&biz.id).await;
+    assert_eq!(events.len(), before + 2, "the refused write left no event");
+    let report = app.store.verify_chain(business_id).await.unwrap();
+    assert!(report.valid, "{report:?}");
 }
