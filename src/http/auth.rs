@@ -318,6 +318,12 @@ impl FromRequest for Principal {
             };
             match outcome {
                 Ok(principal) => {
+                    // On the request's span (`observe`): every line of the request
+                    // names its business.
+                    tracing::Span::current().record(
+                        "business_id",
+                        tracing::field::display(principal.business_id),
+                    );
                     throttle.after_success(principal.key_id)?;
                     Ok(principal)
                 }

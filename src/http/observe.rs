@@ -222,6 +222,8 @@ pub async fn observe(
         method,
         route = tracing::field::Empty,
         status = tracing::field::Empty,
+        // Recorded by authentication (`http::auth`) for business endpoints.
+        business_id = tracing::field::Empty,
     );
     let mut res = next.call(req).instrument(span.clone()).await?;
     let route = res
@@ -232,17 +234,31 @@ pub async fn observe(
     let seconds = started.elapsed().as_secs_f64();
     span.record("route", route.as_str())
         .record("status", status);
+    let quiet = status < 400 && route == QUIET_ROUTE;
     if let Some(metrics) = metrics {
         metrics.observe(method, route, status, seconds);
     }
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, value);
     }
+    let latency_us = started.elapsed().as_micros() as u64;
     span.in_scope(|| {
-        tracing::info!(latency_ms = seconds * 1000.0, "request answered");
+        if quiet {
+            tracing::debug!(latency_us, "request answered");
+        } else {
+            tracing::info!(latency_us, "request answered");
+        }
     });
     Ok(res)
 }
+
+/// The route whose answered requests are logged at `debug`, not `info`: single
+/// checks, asked before every message sent, tens of thousands a second. A line
+/// each would be most of the log (and cost a tenth of the route's throughput,
+/// BENCHMARKS.md); they are counted and timed in `/metrics` instead, and their
+/// failures (4xx, 5xx) are still logged at `info`. To log every check:
+/// `CONSENTGATE_LOG=info,consentgate::http::observe=debug`.
+pub const QUIET_ROUTE: &str = "/v1/checks";
 
 /// The routes that answer a decision (`may_contact`). Whatever they answer that is
 /// not a decision and not the client's fault is a no (SPEC section 3, fail closed).

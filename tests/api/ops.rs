@@ -13,6 +13,7 @@ backend_tests!(
     metrics_count_requests_by_route_and_status,
     metrics_report_the_projections_footprint,
     every_response_carries_a_request_id,
+    answered_checks_are_logged_at_debug_and_everything_else_at_info,
     a_different_master_key_is_refused_at_start_up,
 );
 
@@ -118,4 +119,69 @@ async fn a_different_master_key_is_refused_at_start_up(app: TestApp) {
         Err(StartupError::SqliteInUse(_)) if app.store.backend() == Backend::Sqlite => {}
         Err(other) => panic!("the right key starts: {other}"),
     }
+}
+
+/// The request line logged for the request with this id: its JSON.
+fn request_line(request_id: &str) -> serde_json::Value {
+    let logs = crate::helpers::captured_logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains(request_id) && l.contains("request answered"))
+        .unwrap_or_else(|| panic!("no request line for {request_id}"));
+    serde_json::from_str(line).unwrap()
+}
+
+async fn answered_checks_are_logged_at_debug_and_everything_else_at_info(app: TestApp) {
+    let biz = app.create_business("Acme", "whatsapp-global").await;
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let send = |path: &'static str, key: Option<String>, body: serde_json::Value, id: String| {
+        let mut req = app
+            .client()
+            .post(format!("{}{path}", app.address))
+            .insert_header(("x-request-id", id));
+        if let Some(key) = key {
+            req = req.insert_header(("authorization", format!("Bearer {key}")));
+        }
+        async move {
+            let mut res = req.send_json(&body).await.unwrap();
+            let _ = res.body().await;
+            res.status().as_u16()
+        }
+    };
+    let check = serde_json::json!({"phone": "+31612345678", "category": "utility"});
+    let answered = format!("answered-{run}");
+    let refused = format!("refused-{run}");
+    let batch = format!("batch-{run}");
+    assert_eq!(
+        send(
+            "/v1/checks",
+            Some(biz.key.clone()),
+            check.clone(),
+            answered.clone()
+        )
+        .await,
+        200
+    );
+    assert_eq!(send("/v1/checks", None, check, refused.clone()).await, 401);
+    let phones = serde_json::json!({"phones": ["+31612345678"], "category": "utility"});
+    assert_eq!(
+        send(
+            "/v1/checks/batch",
+            Some(biz.key.clone()),
+            phones,
+            batch.clone()
+        )
+        .await,
+        200
+    );
+
+    let line = request_line(&answered);
+    assert_eq!(line["level"], "DEBUG", "an answered check: {line}");
+    assert_eq!(
+        line["span"]["business_id"],
+        biz.id.as_str(),
+        "the request's span names the business: {line}"
+    );
+    assert_eq!(request_line(&refused)["level"], "INFO", "a refused check");
+    assert_eq!(request_line(&batch)["level"], "INFO", "a batch");
 }

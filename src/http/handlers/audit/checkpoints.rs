@@ -87,7 +87,7 @@ fn key(store: &Store) -> Result<CheckpointKey, ApiError> {
     )
 )]
 #[get("/v1/audit/checkpoints")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn list_audit_checkpoints(
     principal: Principal,
     store: web::Data<Store>,
@@ -112,7 +112,7 @@ pub async fn list_audit_checkpoints(
     )
 )]
 #[post("/v1/audit/checkpoints")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn create_audit_checkpoint(
     principal: Principal,
     store: web::Data<Store>,

@@ -59,7 +59,7 @@ pub struct AuditEventsResponse {
     )
 )]
 #[get("/v1/audit/events")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn list_audit_events(
     principal: Principal,
     ledger: web::Data<Ledger>,

@@ -27,7 +27,7 @@ const PAGE: i64 = 500;
     )
 )]
 #[get("/v1/audit/export")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn export_audit_events(
     principal: Principal,
     ledger: web::Data<Ledger>,

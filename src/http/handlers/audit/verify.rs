@@ -45,7 +45,7 @@ pub struct VerifyResponse {
     )
 )]
 #[get("/v1/audit/verify")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn verify_audit_chain(
     principal: Principal,
     store: web::Data<Store>,

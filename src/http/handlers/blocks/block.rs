@@ -22,7 +22,7 @@ use crate::ledger::record::BlockResponse;
     )
 )]
 #[post("/v1/blocks")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn record_block(
     principal: Principal,
     req: HttpRequest,

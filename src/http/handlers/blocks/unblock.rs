@@ -22,7 +22,7 @@ use crate::ledger::record::BlockResponse;
     )
 )]
 #[post("/v1/unblocks")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn record_unblock(
     principal: Principal,
     req: HttpRequest,

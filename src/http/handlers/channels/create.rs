@@ -242,7 +242,7 @@ fn validate(request: &CreateChannelRequest) -> Result<CreateChannel, ApiError> {
     )
 )]
 #[post("/v1/channels")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn create_channel(
     principal: Principal,
     ledger: web::Data<Ledger>,

@@ -26,7 +26,7 @@ pub struct ChannelListResponse {
     )
 )]
 #[get("/v1/channels")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn list_channels(
     principal: Principal,
     ledger: web::Data<Ledger>,

@@ -22,7 +22,7 @@ use crate::ledger::Ledger;
     )
 )]
 #[delete("/v1/channels/{id}")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn revoke_channel(
     principal: Principal,
     ledger: web::Data<Ledger>,

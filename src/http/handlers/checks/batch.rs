@@ -43,7 +43,7 @@ pub struct CheckContactsBatchRequest {
     )
 )]
 #[post("/v1/checks/batch")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn check_contacts_batch(
     principal: Principal,
     ledger: web::Data<Ledger>,

@@ -40,7 +40,6 @@ pub struct CheckContactRequest {
     )
 )]
 #[post("/v1/checks")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
 pub async fn check_contact(
     principal: Principal,
     ledger: web::Data<Ledger>,

@@ -108,7 +108,7 @@ pub enum CheckStreamAnswerLine {
     )
 )]
 #[post("/v1/checks/stream")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn check_contacts_stream(
     principal: Principal,
     req: HttpRequest,

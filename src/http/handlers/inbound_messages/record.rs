@@ -64,7 +64,7 @@ const FIELDS: &[&str] = &[
     )
 )]
 #[post("/v1/inbound-messages")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn record_inbound_message(
     principal: Principal,
     req: HttpRequest,

@@ -34,7 +34,7 @@ pub struct CreateKeyRequest {
     )
 )]
 #[post("/v1/keys")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn create_key(
     principal: Principal,
     store: web::Data<Store>,

@@ -25,7 +25,7 @@ pub struct KeyListResponse {
     )
 )]
 #[get("/v1/keys")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn list_keys(
     principal: Principal,
     store: web::Data<Store>,

@@ -21,7 +21,7 @@ use crate::store::Store;
     )
 )]
 #[delete("/v1/keys/{id}")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn revoke_key(
     principal: Principal,
     store: web::Data<Store>,

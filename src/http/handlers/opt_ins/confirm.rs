@@ -45,7 +45,7 @@ pub struct ConfirmOptInRequest {
     )
 )]
 #[post("/v1/opt-ins/{id}/confirm")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn confirm_opt_in(
     principal: Principal,
     req: HttpRequest,

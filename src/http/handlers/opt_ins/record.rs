@@ -55,7 +55,7 @@ pub struct RecordOptInRequest {
     )
 )]
 #[post("/v1/opt-ins")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn record_opt_in(
     principal: Principal,
     req: HttpRequest,

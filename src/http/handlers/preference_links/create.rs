@@ -28,7 +28,7 @@ use crate::ledger::preferences::{DEFAULT_LINK_TTL, MAX_LINK_TTL, MIN_LINK_TTL};
     )
 )]
 #[post("/v1/preference-links")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn create_preference_link(
     principal: Principal,
     ledger: web::Data<Ledger>,

@@ -23,7 +23,7 @@ use crate::ledger::Ledger;
     )
 )]
 #[delete("/v1/preference-links/{id}")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn revoke_preference_link(
     principal: Principal,
     ledger: web::Data<Ledger>,

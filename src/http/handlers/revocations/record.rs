@@ -54,7 +54,7 @@ const FIELDS: &[&str] = &[
     )
 )]
 #[post("/v1/revocations")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn record_revocation(
     principal: Principal,
     req: HttpRequest,

@@ -32,7 +32,7 @@ use crate::ledger::subjects::ErasureReceipt;
     )
 )]
 #[post("/v1/subjects/erase")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn erase_subject(
     principal: Principal,
     req: HttpRequest,

@@ -25,7 +25,7 @@ use crate::ledger::subjects::SubjectExport;
     )
 )]
 #[post("/v1/subjects/export")]
-#[tracing::instrument(skip_all, fields(business_id = %principal.business_id))]
+#[tracing::instrument(skip_all)]
 pub async fn export_subject(
     principal: Principal,
     ledger: web::Data<Ledger>,
