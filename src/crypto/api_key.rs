@@ -121,10 +121,13 @@ const HKDF_INFO: &[u8] = b"consentgate/v1/api-key-secret";
 const LEGACY_MAX_M_COST: u32 = 65_536;
 const LEGACY_MAX_T_COST: u32 = 16;
 
-/// The key API secrets are hashed under, derived from the master key. Zeroized on
-/// drop; `Debug` prints no key material.
+/// The key API secrets are hashed under, derived from the master key, kept as
+/// the HMAC's keyed state (the key's two padded blocks already hashed: each tag
+/// then costs two SHA-256 blocks instead of four; the derived key itself is
+/// zeroized once keyed, as in `crypto::pseudonym`). `Debug` prints no key
+/// material.
 pub struct SecretHasher {
-    key: Zeroizing<[u8; 32]>,
+    keyed: Hmac<Sha256>,
 }
 
 impl fmt::Debug for SecretHasher {
@@ -142,13 +145,14 @@ impl SecretHasher {
         Hkdf::<Sha256>::new(None, master.expose())
             .expand(HKDF_INFO, key.as_mut_slice())
             .expect("32 bytes is a valid HKDF-SHA256 output length");
-        SecretHasher { key }
+        let keyed = <Hmac<Sha256> as Mac>::new_from_slice(key.as_slice())
+            .expect("HMAC accepts a 32-byte key");
+        SecretHasher { keyed }
     }
 
     /// The raw tag of a secret for a key id.
     pub fn tag(&self, key_id: Uuid, secret: &Secret) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.key.as_slice())
-            .expect("HMAC accepts a 32-byte key");
+        let mut mac = self.keyed.clone();
         mac.update(key_id.as_bytes());
         mac.update(secret.expose().as_bytes());
         mac.finalize().into_bytes().into()

@@ -36,8 +36,27 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: &'static str,
-    route: String,
+    route: &'static str,
     status: &'static str,
+}
+
+/// A route pattern as a `&'static str` label: each pattern is kept once, for the
+/// life of the process. The set is closed (the route table's patterns and
+/// `unmatched`), so this holds a few dozen short strings at most.
+fn route_label(pattern: &str) -> &'static str {
+    static KNOWN: std::sync::OnceLock<std::sync::RwLock<std::collections::HashSet<&'static str>>> =
+        std::sync::OnceLock::new();
+    let known = KNOWN.get_or_init(Default::default);
+    if let Some(label) = known.read().unwrap_or_else(|p| p.into_inner()).get(pattern) {
+        return label;
+    }
+    let mut known = known.write().unwrap_or_else(|p| p.into_inner());
+    if let Some(label) = known.get(pattern) {
+        return label;
+    }
+    let label: &'static str = Box::leak(pattern.to_owned().into_boxed_str());
+    known.insert(label);
+    label
 }
 
 /// Labels of the channel-webhook counters: every value is a `&'static str` from
@@ -151,7 +170,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    fn observe(&self, method: &'static str, route: String, status: u16, seconds: f64) {
+    fn observe(&self, method: &'static str, route: &'static str, status: u16, seconds: f64) {
         let labels = RequestLabels {
             method,
             route,
@@ -220,8 +239,6 @@ pub async fn observe(
         "request",
         request_id = %id,
         method,
-        route = tracing::field::Empty,
-        status = tracing::field::Empty,
         // Recorded by authentication (`http::auth`) for business endpoints.
         business_id = tracing::field::Empty,
     );
@@ -229,11 +246,9 @@ pub async fn observe(
     let route = res
         .request()
         .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
+        .map_or("unmatched", |pattern| route_label(&pattern));
     let status = res.status().as_u16();
     let seconds = started.elapsed().as_secs_f64();
-    span.record("route", route.as_str())
-        .record("status", status);
     let quiet = status < 400 && route == QUIET_ROUTE;
     if let Some(metrics) = metrics {
         metrics.observe(method, route, status, seconds);
@@ -244,9 +259,9 @@ pub async fn observe(
     let latency_us = started.elapsed().as_micros() as u64;
     span.in_scope(|| {
         if quiet {
-            tracing::debug!(latency_us, "request answered");
+            tracing::debug!(route = QUIET_ROUTE, status, latency_us, "request answered");
         } else {
-            tracing::info!(latency_us, "request answered");
+            tracing::info!(route, status, latency_us, "request answered");
         }
     });
     Ok(res)

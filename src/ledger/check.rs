@@ -63,8 +63,10 @@ pub struct CheckResponse {
     /// An id for this decision, for the sender's own records.
     pub decision_id: Uuid,
     /// When the service answered.
+    #[serde(serialize_with = "crate::domain::time::serialize_rfc3339")]
     pub evaluated_at: DateTime<Utc>,
     /// The instant the answer is about (default: `evaluated_at`).
+    #[serde(serialize_with = "crate::domain::time::serialize_rfc3339")]
     pub as_of: DateTime<Utc>,
 }
 
