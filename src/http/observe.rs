@@ -238,7 +238,8 @@ pub async fn observe(
     let span = tracing::info_span!(
         "request",
         request_id = %id,
-        method,
+        // Display, not Debug: Debug escapes a `&str` character by character.
+        method = %method,
         // Recorded by authentication (`http::auth`) for business endpoints.
         business_id = tracing::field::Empty,
     );
