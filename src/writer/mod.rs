@@ -92,8 +92,13 @@ use checkpoints::Checkpoints;
 /// How many writes one transaction takes at most (bounds a batch's latency).
 pub const MAX_BATCH: usize = 512;
 /// Writer threads (and connections) on PostgreSQL; a business always goes to the
-/// same one, so its chain has one writer on this node.
-pub const POSTGRES_SHARDS: usize = 8;
+/// same one, so its chain has one writer on this node. Few, because a batch's
+/// fixed costs (the head lock, the lookups, the inserts, the commit) are shared
+/// by the writes it holds: with 16 businesses at c=64, 8 shards made batches of a
+/// few writes each (1,335 opt-ins/s) where 2 make batches four times larger
+/// (1,889/s, same run; 1 shard: 1,818/s). One business is on one shard either
+/// way (BENCHMARKS.md, session 5).
+pub const POSTGRES_SHARDS: usize = 2;
 
 /// A write that committed (or was answered from its Idempotency-Key).
 #[derive(Debug)]
