@@ -8,7 +8,6 @@ use consentgate::audit::{EventType, NewEvent};
 use consentgate::config::Settings;
 use consentgate::domain::Actor;
 use consentgate::startup;
-use consentgate::store::businesses::Business;
 
 fn main() {
     let n: usize = std::env::args()
@@ -17,20 +16,20 @@ fn main() {
         .unwrap_or(1_000_000);
     let settings = Settings::from_env().expect("configuration");
     let prepared = startup::prepare(&settings).expect("store");
-    let store = prepared.store;
+    let writer = prepared.writer();
     let hasher = consentgate::crypto::api_key::SecretHasher::derive(&prepared.master_key);
     let (business, key, _) =
-        Business::new_with_first_key(&hasher, "bench".into(), "whatsapp-eu".into());
-    let mut conn = store.conn().expect("connection");
-    store
+        consentgate::ledger::keys::new_business(&hasher, "bench".into(), "whatsapp-eu".into());
+    let mut conn = writer.store().conn().expect("connection");
+    writer
         .create_business_blocking(&mut conn, &business, &key, Actor::Cli)
         .expect("business");
     let started = std::time::Instant::now();
     let mut written = 2;
     while written < n {
         let batch = (n - written).min(1_000);
-        store
-            .write_blocking(&mut conn, business.id, Actor::System, |_, _| {
+        writer
+            .write_unbatched_blocking(&mut conn, business.id, Actor::System, |_, _| {
                 let events = (0..batch)
                     .map(|i| {
                         NewEvent::new(

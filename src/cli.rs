@@ -13,9 +13,9 @@ use crate::config::Settings;
 use crate::crypto::master_key::MasterKey;
 use crate::domain::{Actor, Scope, Scopes};
 use crate::startup::{self, Application};
-use crate::store::businesses::Business;
+use crate::store::audit as store_audit;
 use crate::store::keys::NewApiKey;
-use crate::store::{Store, audit as store_audit};
+use crate::writer::Writer;
 
 /// consentgate: the consent gate between a business and its customers' phones.
 ///
@@ -226,14 +226,14 @@ fn execute(command: Command) -> Result<ExitCode, String> {
                     known.join(", ")
                 ));
             }
-            let (business, key, secret) = Business::new_with_first_key(
+            let (business, key, secret) = crate::ledger::keys::new_business(
                 &crate::crypto::api_key::SecretHasher::derive(&prepared.master_key),
                 name,
                 policy,
             );
-            let store = &prepared.store;
-            let mut conn = store.conn().map_err(|e| e.to_string())?;
-            store
+            let mut conn = prepared.store.conn().map_err(|e| e.to_string())?;
+            prepared
+                .writer()
                 .create_business_blocking(&mut conn, &business, &key, Actor::Cli)
                 .map_err(|e| e.to_string())?;
             print_json(&json!({
@@ -252,10 +252,10 @@ fn execute(command: Command) -> Result<ExitCode, String> {
                 .map_err(|e| format!("{}: {}", e.field, e.message))?;
             let scopes = Scopes::new(scopes).ok_or("--scopes: name at least one scope")?;
             let hasher = crate::crypto::api_key::SecretHasher::derive(&prepared.master_key);
-            let (key, secret) = NewApiKey::mint(&hasher, business, name, scopes);
-            let store = &prepared.store;
-            let mut conn = store.conn().map_err(|e| e.to_string())?;
-            store
+            let (key, secret) = crate::ledger::keys::mint_key(&hasher, business, name, scopes);
+            let mut conn = prepared.store.conn().map_err(|e| e.to_string())?;
+            prepared
+                .writer()
                 .create_key_blocking(&mut conn, &key, Actor::Cli)
                 .map_err(|e| match e {
                     crate::store::StoreError::NotFound => "--business: no such business".to_owned(),
@@ -267,7 +267,7 @@ fn execute(command: Command) -> Result<ExitCode, String> {
         Command::Policy(PolicyCommand::Check { files }) => Ok(check_policies(&files)),
         Command::Audit(AuditCommand::Verify { business }) => {
             let prepared = startup::prepare(&settings()?).map_err(|e| e.to_string())?;
-            verify_chains(&prepared.store, business)
+            verify_chains(&prepared.writer(), business)
         }
         Command::Openapi { write } => {
             let yaml = crate::http::openapi::yaml();
@@ -294,7 +294,7 @@ fn execute(command: Command) -> Result<ExitCode, String> {
             let prepared = startup::prepare(&settings()?).map_err(|e| e.to_string())?;
             let mut conn = prepared.store.conn().map_err(|e| e.to_string())?;
             let checkpoint = prepared
-                .store
+                .writer()
                 .checkpoint_now_blocking(&mut conn, business)
                 .map_err(|e| match e {
                     crate::store::StoreError::NotFound => "--business: no such business".to_owned(),
@@ -309,7 +309,7 @@ fn execute(command: Command) -> Result<ExitCode, String> {
         Command::Retention(RetentionCommand::Run) => {
             let prepared = startup::prepare(&settings()?).map_err(|e| e.to_string())?;
             let ledger = crate::ledger::Ledger::new(
-                prepared.store,
+                prepared.writer(),
                 std::sync::Arc::new(crate::ledger::Keyring::new(prepared.master_key)),
                 std::sync::Arc::new(prepared.policies),
             );
@@ -332,7 +332,7 @@ fn execute(command: Command) -> Result<ExitCode, String> {
         Command::SigningKey(SigningKeyCommand::Public) => {
             let prepared = startup::prepare(&settings()?).map_err(|e| e.to_string())?;
             let key = prepared
-                .store
+                .writer()
                 .checkpoint_public_key()
                 .ok_or("no signing key configured")?;
             print!("{}", key.to_pem());
@@ -349,7 +349,7 @@ fn execute(command: Command) -> Result<ExitCode, String> {
         } => {
             let prepared = startup::prepare(&settings()?).map_err(|e| e.to_string())?;
             let ledger = crate::ledger::Ledger::new(
-                prepared.store,
+                prepared.writer(),
                 std::sync::Arc::new(crate::ledger::Keyring::new(prepared.master_key)),
                 std::sync::Arc::new(prepared.policies),
             );
@@ -412,8 +412,8 @@ fn check_policies(files: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn verify_chains(store: &Store, business: Option<Uuid>) -> Result<ExitCode, String> {
-    let mut conn = store.conn().map_err(|e| e.to_string())?;
+fn verify_chains(writer: &Writer, business: Option<Uuid>) -> Result<ExitCode, String> {
+    let mut conn = writer.store().conn().map_err(|e| e.to_string())?;
     let businesses = match business {
         Some(id) => vec![id],
         None => store_audit::chained_businesses(&mut conn).map_err(|e| e.to_string())?,
@@ -426,7 +426,7 @@ fn verify_chains(store: &Store, business: Option<Uuid>) -> Result<ExitCode, Stri
         {
             return Err(format!("--business: no such business {id}"));
         }
-        let report = store
+        let report = writer
             .verify_chain_blocking(&mut conn, id)
             .map_err(|e| e.to_string())?;
         all_valid &= report.valid;

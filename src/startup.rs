@@ -9,6 +9,7 @@ use actix_web::{App, HttpServer, web};
 use secrecy::{ExposeSecret, SecretString};
 use utoipa_actix_web::AppExt;
 
+use crate::audit::checkpoint::Checkpointer;
 use crate::config::{
     ConfigError, MasterKeySource, OperatorTokenSource, Settings, SigningKeySource,
 };
@@ -24,6 +25,8 @@ use crate::http::{self, RouteTable, openapi};
 use crate::ledger::{Keyring, Ledger};
 use crate::policy::{PolicyProblem, PolicySet};
 use crate::store::{Store, StoreError, StoreSettings, migrations};
+use crate::writer::Writer;
+use std::sync::Arc;
 
 /// Why the service did not start. Each names the setting or file at fault.
 #[derive(Debug, thiserror::Error)]
@@ -63,9 +66,18 @@ pub enum StartupError {
 /// and policies. The CLI commands use this too.
 pub struct Prepared {
     pub store: Store,
+    /// Signs the chains' checkpoints (see [`Prepared::writer`]).
+    pub checkpointer: Arc<Checkpointer>,
     pub master_key: MasterKey,
     pub operator_token: SecretString,
     pub policies: PolicySet,
+}
+
+impl Prepared {
+    /// The writer every change of this store goes through, signing checkpoints.
+    pub fn writer(&self) -> Writer {
+        Writer::signing(self.store.clone(), Some(self.checkpointer.clone()))
+    }
 }
 
 /// Opens and migrates the store, loads (or creates) the master key and the
@@ -85,8 +97,11 @@ pub fn prepare(settings: &Settings) -> Result<Prepared, StartupError> {
         pool_size: settings.pool_size,
         acquire_timeout: std::time::Duration::from_secs(5),
     })
-    .map_err(store_error)?
-    .with_checkpoints(signing_key, settings.checkpoint_every_events);
+    .map_err(store_error)?;
+    let checkpointer = Arc::new(Checkpointer::new(
+        signing_key,
+        settings.checkpoint_every_events,
+    ));
     for warning in store.durability_warnings().map_err(store_error)? {
         tracing::warn!("{warning}");
     }
@@ -103,6 +118,7 @@ pub fn prepare(settings: &Settings) -> Result<Prepared, StartupError> {
     drop(conn);
     Ok(Prepared {
         store,
+        checkpointer,
         master_key,
         operator_token,
         policies,
@@ -234,13 +250,13 @@ fn load_operator_token(source: &OperatorTokenSource) -> Result<SecretString, Sta
 
 /// Every `interval`, a signed checkpoint for each chain that moved since its last
 /// one, so the window in which a cut-off tail goes unnoticed is short.
-fn spawn_checkpoints(store: Store, interval: std::time::Duration) {
+fn spawn_checkpoints(writer: Writer, interval: std::time::Duration) {
     actix_web::rt::spawn(async move {
         let mut ticker = actix_web::rt::time::interval(interval);
         ticker.tick().await;
         loop {
             ticker.tick().await;
-            match store.checkpoint_moved_chains().await {
+            match writer.checkpoint_moved_chains().await {
                 Ok(0) => {}
                 Ok(made) => tracing::info!(made, "signed audit checkpoints"),
                 Err(e) => {
@@ -333,6 +349,7 @@ impl Application {
         };
         let Prepared {
             store,
+            checkpointer,
             operator_token,
             policies,
             master_key,
@@ -344,7 +361,7 @@ impl Application {
         let csrf = crate::crypto::web::CsrfKey::derive(&master_key);
         let hasher = crate::crypto::api_key::SecretHasher::derive(&master_key);
         let ledger = web::Data::new(Ledger::new(
-            store.clone(),
+            Writer::signing(store.clone(), Some(checkpointer)),
             std::sync::Arc::new(Keyring::new(master_key)),
             policies.clone(),
         ));
@@ -447,7 +464,7 @@ impl Application {
             })?
             .run();
         spawn_checkpoints(
-            store.clone(),
+            writer.clone(),
             std::time::Duration::from_secs(settings.checkpoint_interval_secs),
         );
         spawn_retention(

@@ -1,7 +1,7 @@
 //! Signed checkpoints of a chain (SPEC section 7): Ed25519 over business, seq,
 //! hash and time, so that a wholesale rewrite of a chain is detected too. Made
-//! here, stored by the store; the writer signs them after its commits, on a
-//! thread of its own.
+//! here, stored through the store's statements; the writer signs them after its
+//! commits, on a thread of its own (`crate::writer::checkpoints`).
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -52,16 +52,8 @@ impl Checkpointer {
     }
 }
 
-/// A signed checkpoint as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredCheckpoint {
-    pub business_id: Uuid,
-    pub seq: i64,
-    pub hash: Vec<u8>,
-    pub at: DateTime<Utc>,
-    pub key_id: String,
-    pub signature: Vec<u8>,
-}
+/// A signed checkpoint as stored (a plain row of the store's).
+pub use crate::store::audit::StoredCheckpoint;
 
 impl StoredCheckpoint {
     /// The signed bytes.

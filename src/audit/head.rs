@@ -1,7 +1,7 @@
 //! Appending to a business's chain, as values: the head, the next event's number
 //! and hash, and the recorded time of the next write. The store only loads and
-//! stores heads and inserts the events made here; the writer (`crate::writer`)
-//! and the store's direct write path both chain events through [`Head::chain`].
+//! stores heads ([`HeadRow`]) and inserts the events made here; the writer
+//! (`crate::writer`), batched or not, chains events through [`Head::chain`].
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::{NewEvent, StoredEvent};
 use crate::crypto::chain::{GENESIS, event_hash};
 use crate::domain::Actor;
+use crate::store::audit::HeadRow;
 
 /// The chain head of one business, as read under its lock.
 #[derive(Debug, Clone)]
@@ -44,6 +45,16 @@ impl Head {
             seq,
             hash,
             last_recorded_at,
+        }
+    }
+
+    /// The head as the store keeps it.
+    pub fn to_row(&self) -> HeadRow {
+        HeadRow {
+            business_id: self.business_id,
+            seq: self.seq,
+            hash: self.hash.clone(),
+            last_recorded_at: self.last_recorded_at,
         }
     }
 
@@ -105,6 +116,12 @@ impl Head {
         self.hash = e.hash.clone();
         self.last_recorded_at = Some(at);
         Ok(e)
+    }
+}
+
+impl From<HeadRow> for Head {
+    fn from(row: HeadRow) -> Head {
+        Head::stored(row.business_id, row.seq, row.hash, row.last_recorded_at)
     }
 }
 

@@ -1,9 +1,14 @@
 //! The audit chain: what an event is, and how a chain is verified.
 //!
 //! The next event of a chain is made by [`head::Head::chain`] (numbered, linked,
-//! hashed as `crypto::chain` defines) and inserted by the store inside the same
-//! transaction as the change it records; checkpoints are signed in [`checkpoint`]. Verification here is a pure
-//! fold over events in sequence order, so it streams in bounded memory.
+//! hashed as `crypto::chain` defines); the writer (`crate::writer`) inserts it
+//! through the store's statements inside the same transaction as the change it
+//! records. Checkpoints are signed in [`checkpoint`]. Verification
+//! ([`verify::verify_chain`]) is a pure fold over events in sequence order, fed a
+//! page at a time from the store, so it streams in bounded memory.
+//!
+//! Depends on `crypto` (hashing, signing), `domain` and the store's statements
+//! and plain rows; never on actix or diesel.
 
 pub mod checkpoint;
 pub mod head;
@@ -86,22 +91,11 @@ impl NewEvent {
     }
 }
 
-/// An event as stored in the chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredEvent {
-    pub business_id: Uuid,
-    pub seq: i64,
-    pub id: Uuid,
-    pub at: chrono::DateTime<chrono::Utc>,
-    pub event_type: String,
-    pub actor: String,
-    pub subject_id: Option<Uuid>,
-    /// The JSON text exactly as stored (and hashed).
-    pub data: String,
-    pub prev_hash: Vec<u8>,
-    pub hash: Vec<u8>,
-}
+/// An event as stored in the chain (a plain row of the store's).
+pub use crate::store::audit::StoredEvent;
 
+/// The hashed view of a stored event: the chain's hash is defined here and in
+/// `crypto::chain`, not by the store that keeps the row.
 impl StoredEvent {
     pub fn chained_fields(&self) -> crate::crypto::chain::ChainedFields<'_> {
         crate::crypto::chain::ChainedFields {

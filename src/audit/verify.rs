@@ -3,8 +3,54 @@
 
 use serde::Serialize;
 
+use uuid::Uuid;
+
 use super::StoredEvent;
 use crate::crypto::chain::{GENESIS, event_hash};
+use crate::crypto::signing::PublicKey;
+use crate::store::audit::{checkpoints, events_after, recorded_head};
+use crate::store::{DbConnection, StoreError};
+
+/// Page size when streaming through a chain: memory stays bounded by one page.
+const VERIFY_PAGE: i64 = 1_000;
+
+/// Recomputes a business's whole chain from the stored rows, a page at a time,
+/// and compares it with every signed checkpoint (whose signatures are checked
+/// against `public_key`, this service's; with none, no checkpoint counts as
+/// signed).
+pub fn verify_chain(
+    conn: &mut DbConnection,
+    business_id: Uuid,
+    public_key: Option<&PublicKey>,
+) -> Result<Report, StoreError> {
+    let stored = checkpoints(conn, business_id)?;
+    let mut expected = Vec::with_capacity(stored.len());
+    let mut invalid = Vec::new();
+    for checkpoint in stored {
+        let signed = public_key.is_some_and(|key| {
+            key.key_id() == checkpoint.key_id
+                && key.verify(&checkpoint.message(), &checkpoint.signature)
+        });
+        if signed {
+            expected.push((checkpoint.seq, checkpoint.hash));
+        } else {
+            invalid.push(checkpoint.seq);
+        }
+    }
+    let mut verifier = Verifier::with_checkpoints(expected, invalid);
+    let mut after = 0;
+    loop {
+        let page = events_after(conn, business_id, after, VERIFY_PAGE)?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        let done = page.len() < VERIFY_PAGE as usize;
+        let intact = page.iter().all(|e| verifier.push(e));
+        if !intact || done {
+            break;
+        }
+    }
+    Ok(verifier.finish(recorded_head(conn, business_id)?))
+}
 
 /// What verification found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

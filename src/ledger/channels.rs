@@ -268,8 +268,8 @@ impl Ledger {
         let config = serde_json::to_string(&command.config)
             .map_err(|e| StoreError::Internal(format!("channel config: {e}")))?;
         let name = command.name;
-        self.store
-            .write(business_id, caller.actor, move |conn, now| {
+        self.writer
+            .write_unbatched(business_id, caller.actor, move |conn, now| {
                 let row = ChannelRow {
                     id,
                     business_id,
@@ -311,8 +311,8 @@ impl Ledger {
     pub async fn revoke_channel(&self, caller: &Caller, id: Uuid) -> Result<(), StoreError> {
         let business_id = caller.business_id;
         let result = self
-            .store
-            .write(business_id, caller.actor, move |conn, now| {
+            .writer
+            .write_unbatched(business_id, caller.actor, move |conn, now| {
                 let row = rows::channel(conn, business_id, id)?;
                 if row.revoked_at.is_some() {
                     return Err(StoreError::Conflict("already_revoked"));

@@ -113,7 +113,7 @@ impl Ledger {
 
     /// Recomputes the business's chain and compares it with the signed checkpoints.
     pub async fn verify_chain(&self, business_id: Uuid) -> Result<Report, StoreError> {
-        self.store.verify_chain(business_id).await
+        self.writer.verify_chain(business_id).await
     }
 
     /// The business's signed checkpoints, oldest first.
@@ -126,6 +126,6 @@ impl Ledger {
 
     /// The key that verifies checkpoints.
     pub fn checkpoint_public_key(&self) -> Option<PublicKey> {
-        self.store.checkpoint_public_key()
+        self.writer.checkpoint_public_key()
     }
 }

@@ -182,23 +182,29 @@ impl Ledger {
         } = batch;
         let lines: Vec<u64> = rows.iter().map(|row| row.line).collect();
         let keys = self.keys.clone();
-        let written = self
-            .store
-            .write_blocking(conn, business_id, Actor::Cli, |conn, now| {
-                let Appended { refused, events } =
-                    append_opt_ins(conn, &keys, policy, business_id, rows, now)?;
-                if events.is_empty() {
-                    // Nothing written: the progress is saved on its own below.
-                    return Err(StoreError::Conflict("nothing_imported"));
-                }
-                let progress = ImportProgress {
-                    imported: progress.imported + events.len() as u64,
-                    rejected: progress.rejected + refused.len() as u64,
-                    ..progress
-                };
-                progress_rows::save_import_progress(conn, business_id, file_hash, progress, now)?;
-                Ok(((refused, progress), events))
-            });
+        let written =
+            self.writer
+                .write_unbatched_blocking(conn, business_id, Actor::Cli, |conn, now| {
+                    let Appended { refused, events } =
+                        append_opt_ins(conn, &keys, policy, business_id, rows, now)?;
+                    if events.is_empty() {
+                        // Nothing written: the progress is saved on its own below.
+                        return Err(StoreError::Conflict("nothing_imported"));
+                    }
+                    let progress = ImportProgress {
+                        imported: progress.imported + events.len() as u64,
+                        rejected: progress.rejected + refused.len() as u64,
+                        ..progress
+                    };
+                    progress_rows::save_import_progress(
+                        conn,
+                        business_id,
+                        file_hash,
+                        progress,
+                        now,
+                    )?;
+                    Ok(((refused, progress), events))
+                });
         match written {
             Err(StoreError::Conflict("nothing_imported")) => {
                 let progress = ImportProgress {

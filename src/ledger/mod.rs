@@ -11,6 +11,7 @@ pub mod channels;
 pub mod check;
 pub mod console;
 pub mod import;
+pub mod keys;
 pub mod preferences;
 pub mod projection;
 pub mod record;
@@ -91,14 +92,16 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn new(store: Store, keys: Arc<Keyring>, policies: Arc<PolicySet>) -> Ledger {
+    /// A ledger writing through `writer` (and reading its store).
+    pub fn new(writer: Writer, keys: Arc<Keyring>, policies: Arc<PolicySet>) -> Ledger {
+        let store = writer.store().clone();
         let projection = Arc::new(projection::Projection::new(
             store.clone(),
             keys.clone(),
             policies.clone(),
         ));
         Ledger {
-            writer: Writer::new(store.clone()),
+            writer,
             store,
             keys,
             policies,

@@ -136,8 +136,8 @@ impl Ledger {
         let pseudonym = self.keys.pseudonym_key(business_id).pseudonym(&phone);
         let keys = self.keys.clone();
         let (token, token_hash) = new_link_token();
-        self.store
-            .write(business_id, caller.actor, move |conn, now| {
+        self.writer
+            .write_unbatched(business_id, caller.actor, move |conn, now| {
                 let subject =
                     open_or_create_subject(conn, &keys, business_id, &phone, &pseudonym, now)?;
                 links::purge_links_expired_before(conn, business_id, now - EXPIRED_LINK_KEPT)?;
@@ -181,8 +181,8 @@ impl Ledger {
     ) -> Result<(), StoreError> {
         let business_id = caller.business_id;
         let result = self
-            .store
-            .write(business_id, caller.actor, move |conn, now| {
+            .writer
+            .write_unbatched(business_id, caller.actor, move |conn, now| {
                 let link = links::link(conn, business_id, id)?;
                 if link.revoked_at.is_some() {
                     return Err(StoreError::Conflict("already_revoked"));

@@ -3,7 +3,7 @@
 //! group-commit writer (`crate::writer`), with an optional Idempotency-Key.
 //!
 //! Every fact of a write is recorded at the write's recorded time (the store's
-//! monotone per-business clock, see `Store::write`), and its effective time is
+//! monotone per-business clock, see `audit::head::Head::next_recorded_at`), and its effective time is
 //! the earlier of its stated time and that (SPEC section 3): a client clock running
 //! ahead cannot postpone a STOP. Withdrawals (revocations, blocks, inbound
 //! messages) arrive already cleansed of malformed optional fields, which the

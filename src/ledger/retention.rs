@@ -47,8 +47,8 @@ impl Ledger {
                 continue;
             };
             let result = self
-                .store
-                .write(business_id, Actor::System, move |conn, _recorded_at| {
+                .writer
+                .write_unbatched(business_id, Actor::System, move |conn, _recorded_at| {
                     let counts = purge(conn, business_id, &policy, now)?;
                     if counts.total() == 0 {
                         // Nothing changed: no event (and the transaction is empty).

@@ -287,8 +287,8 @@ impl Ledger {
         let keys = self.keys.clone();
         let policy = caller.policy.clone();
         let this = self.clone();
-        self.store
-            .write(business_id, caller.actor, move |conn, now| {
+        self.writer
+            .write_unbatched(business_id, caller.actor, move |conn, now| {
                 let subject = rows::find_subject(conn, business_id, &pseudonym)?
                     .ok_or(StoreError::NotFound)?;
                 let row = rows::subject_row(conn, business_id, subject.id)?;

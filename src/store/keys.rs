@@ -3,15 +3,12 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::rows::{ApiKeyRow, from_naive, parse_id, to_naive};
 use super::schema::{api_keys, businesses};
-use super::{Store, StoreError};
-use crate::audit::{EventType, NewEvent};
-use crate::crypto::api_key;
-use crate::domain::{Actor, Scopes};
+use super::{DbConnection, Store, StoreError};
+use crate::domain::Scopes;
 
 /// A key as the API shows it (no secret, no hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +21,8 @@ pub struct ApiKey {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-/// A key about to be stored.
+/// A key about to be stored (minted, its secret hashed, by
+/// `crate::ledger::keys::mint_key`).
 #[derive(Debug, Clone)]
 pub struct NewApiKey {
     pub id: Uuid,
@@ -33,36 +31,6 @@ pub struct NewApiKey {
     pub scopes: Scopes,
     pub secret_hash: String,
     pub created_at: DateTime<Utc>,
-}
-
-impl NewApiKey {
-    /// A new key with a fresh secret: the key to store (holding only the keyed hash
-    /// of the secret) and the bearer token to show the client once. Microseconds.
-    pub fn mint(
-        hasher: &api_key::SecretHasher,
-        business_id: Uuid,
-        name: String,
-        scopes: Scopes,
-    ) -> (NewApiKey, String) {
-        let id = Uuid::now_v7();
-        let secret = api_key::Secret::generate();
-        let key = NewApiKey {
-            id,
-            business_id,
-            name,
-            scopes,
-            secret_hash: hasher.hash(id, &secret),
-            created_at: crate::domain::time::now(),
-        };
-        (key, api_key::format_token(id, &secret))
-    }
-
-    pub(super) fn created_event(&self) -> NewEvent {
-        NewEvent::new(
-            EventType::KeyCreated,
-            json!({"key_id": self.id, "name": self.name, "scopes": self.scopes.to_stored()}),
-        )
-    }
 }
 
 impl From<&NewApiKey> for ApiKeyRow {
@@ -157,41 +125,6 @@ impl Store {
         .await
     }
 
-    /// Stores a new key of an existing business, audited.
-    pub async fn create_key(&self, key: NewApiKey, actor: Actor) -> Result<ApiKey, StoreError> {
-        self.write(key.business_id, actor, move |conn, _recorded_at| {
-            diesel::insert_into(api_keys::table)
-                .values(ApiKeyRow::from(&key))
-                .execute(conn)?;
-            let event = key.created_event();
-            let created = ApiKey {
-                id: key.id,
-                business_id: key.business_id,
-                name: key.name,
-                scopes: key.scopes,
-                created_at: key.created_at,
-                revoked_at: None,
-            };
-            Ok((created, vec![event]))
-        })
-        .await
-    }
-
-    /// [`Store::create_key`] for blocking callers (the CLI).
-    pub fn create_key_blocking(
-        &self,
-        conn: &mut super::DbConnection,
-        key: &NewApiKey,
-        actor: Actor,
-    ) -> Result<(), StoreError> {
-        self.write_blocking(conn, key.business_id, actor, |conn, _recorded_at| {
-            diesel::insert_into(api_keys::table)
-                .values(ApiKeyRow::from(key))
-                .execute(conn)?;
-            Ok(((), vec![key.created_event()]))
-        })
-    }
-
     /// The keys of a business, oldest first.
     pub async fn list_keys(&self, business_id: Uuid) -> Result<Vec<ApiKey>, StoreError> {
         self.run(move |conn| {
@@ -206,52 +139,48 @@ impl Store {
         })
         .await
     }
+}
 
-    /// Revokes a key of this business, effective at once. Revoking a revoked key
-    /// changes nothing and records nothing; another business's key is `NotFound`.
-    pub async fn revoke_key(
-        &self,
-        business_id: Uuid,
-        key_id: Uuid,
-        at: DateTime<Utc>,
-        actor: Actor,
-    ) -> Result<ApiKey, StoreError> {
-        let this = self.clone();
-        self.run(move |conn| {
-            let find = |conn: &mut super::DbConnection| -> Result<ApiKey, StoreError> {
-                api_keys::table
-                    .filter(api_keys::id.eq(key_id.to_string()))
-                    .filter(api_keys::business_id.eq(business_id.to_string()))
-                    .select(ApiKeyRow::as_select())
-                    .first(conn)?
-                    .into_key()
-                    .map(|(key, _)| key)
-            };
-            let current = find(conn)?;
-            if current.revoked_at.is_some() {
-                return Ok(current);
-            }
-            this.write_blocking(conn, business_id, actor, |conn, _recorded_at| {
-                let changed = diesel::update(
-                    api_keys::table
-                        .filter(api_keys::id.eq(key_id.to_string()))
-                        .filter(api_keys::business_id.eq(business_id.to_string()))
-                        .filter(api_keys::revoked_at.is_null()),
-                )
-                .set(api_keys::revoked_at.eq(Some(to_naive(at))))
-                .execute(conn)?;
-                if changed == 0 {
-                    // Revoked by a concurrent request between our read and our lock.
-                    return Err(StoreError::Conflict("already_revoked"));
-                }
-                let event = NewEvent::new(EventType::KeyRevoked, json!({"key_id": key_id}));
-                Ok((find(conn)?, vec![event]))
-            })
-            .or_else(|e| match e {
-                StoreError::Conflict("already_revoked") => find(conn),
-                other => Err(other),
-            })
-        })
-        .await
-    }
+/// Inserts a key (the caller appends its `key.created` event in the same
+/// transaction).
+pub fn insert_key(conn: &mut DbConnection, key: &NewApiKey) -> Result<(), StoreError> {
+    diesel::insert_into(api_keys::table)
+        .values(ApiKeyRow::from(key))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// A key of this business, revoked or not; `NotFound` for another business's
+/// key or none.
+pub fn find_key(
+    conn: &mut DbConnection,
+    business_id: Uuid,
+    key_id: Uuid,
+) -> Result<ApiKey, StoreError> {
+    api_keys::table
+        .filter(api_keys::id.eq(key_id.to_string()))
+        .filter(api_keys::business_id.eq(business_id.to_string()))
+        .select(ApiKeyRow::as_select())
+        .first(conn)?
+        .into_key()
+        .map(|(key, _)| key)
+}
+
+/// Marks a key of this business revoked at `at`, unless it is revoked already;
+/// returns whether the row changed.
+pub fn revoke_key(
+    conn: &mut DbConnection,
+    business_id: Uuid,
+    key_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let changed = diesel::update(
+        api_keys::table
+            .filter(api_keys::id.eq(key_id.to_string()))
+            .filter(api_keys::business_id.eq(business_id.to_string()))
+            .filter(api_keys::revoked_at.is_null()),
+    )
+    .set(api_keys::revoked_at.eq(Some(to_naive(at))))
+    .execute(conn)?;
+    Ok(changed == 1)
 }

@@ -3,10 +3,19 @@
 //! is chosen from the URL scheme, never by trial.
 //!
 //! Diesel is synchronous: every call runs on the blocking thread pool through
-//! [`Store::run`], so handlers just `.await` a `Result<_, StoreError>`.
+//! [`Store::run`], so callers just `.await` a `Result<_, StoreError>`.
 //!
-//! Every state change goes through [`Store::write`], which appends the change's
-//! audit events in the same transaction (SPEC section 7).
+//! The store only runs statements over plain row types: it locks, reads and
+//! stores chain heads, inserts and reads events and checkpoints, and reads and
+//! writes the ledger's tables. It owns no domain rule and knows neither the
+//! chain's hashing nor checkpoint signing nor API key secrets: every state change
+//! goes through `crate::writer` (batched, or in a transaction of its own), which
+//! locks the head here, chains the change's audit events (the `audit` module),
+//! inserts them in the same transaction (SPEC section 7), commits, and only then
+//! tells this store ([`Store::committed`]) and acknowledges.
+//!
+//! Depends on `domain` (plain values it stores) and diesel; never on actix,
+//! `audit` or `crypto`.
 
 pub mod audit;
 pub mod businesses;
@@ -31,10 +40,6 @@ use diesel::prelude::*;
 use diesel::r2d2::{self, R2D2Connection};
 use uuid::Uuid;
 
-use chrono::{DateTime, Utc};
-
-use crate::audit::NewEvent;
-use crate::domain::Actor;
 use crate::domain::time::Clock;
 
 /// Rows per multi-row `INSERT` ([`insert_many!`]): 500 rows of at most 12
@@ -345,8 +350,6 @@ pub struct Store {
     /// a mutex is fairer and faster than letting them spin in SQLite's busy handler.
     /// (Other processes, such as the CLI, still wait through busy_timeout.)
     sqlite_writer: Option<Arc<Mutex<()>>>,
-    /// Signs checkpoints of the audit chains (absent only in bare test stores).
-    checkpointer: Option<Arc<audit::Checkpointer>>,
     /// This node's clock.
     clock: Clock,
     /// The freshness fence (started on first use) and how it connects.
@@ -394,7 +397,6 @@ impl Store {
             pool,
             backend,
             sqlite_writer: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
-            checkpointer: None,
             clock: Clock::system(),
             fence: Arc::new(std::sync::OnceLock::new()),
             watermarks: Arc::default(),
@@ -450,22 +452,6 @@ impl Store {
     /// This node's clock.
     pub fn clock(&self) -> Clock {
         self.clock
-    }
-
-    /// Signs a checkpoint of a business's chain after every `every` events (in the
-    /// transaction that reaches it), and on demand.
-    pub fn with_checkpoints(
-        mut self,
-        key: crate::crypto::signing::SigningKey,
-        every: u32,
-    ) -> Store {
-        self.checkpointer = Some(Arc::new(audit::Checkpointer::new(key, every)));
-        self
-    }
-
-    /// What signs checkpoints, if this store does.
-    pub fn checkpointer(&self) -> Option<Arc<audit::Checkpointer>> {
-        self.checkpointer.clone()
     }
 
     /// A connection of its own, outside the pool, set up like the pool's (for a
@@ -527,11 +513,6 @@ impl Store {
         }
     }
 
-    /// The checkpoint verification key, if this store signs checkpoints.
-    pub fn checkpoint_public_key(&self) -> Option<crate::crypto::signing::PublicKey> {
-        self.checkpointer.as_ref().map(|c| c.public_key())
-    }
-
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -557,133 +538,6 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
-    }
-
-    /// The one write path for a business that exists: in one transaction, lock the
-    /// business's chain head, let `change` write, then append the events it returns.
-    /// A change that returns no event is refused: every state change is audited.
-    ///
-    /// `change` is handed the write's recorded time ([`audit::Head::next_recorded_at`]):
-    /// the node's clock, but always after the chain's last write, so that recorded
-    /// times follow commit order whatever the nodes' clocks. Facts and events of the
-    /// write carry that time.
-    pub async fn write<T, F>(
-        &self,
-        business_id: Uuid,
-        actor: Actor,
-        change: F,
-    ) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut DbConnection, DateTime<Utc>) -> Result<(T, Vec<NewEvent>), StoreError>
-            + Send
-            + 'static,
-    {
-        let this = self.clone();
-        self.run(move |conn| this.write_blocking(conn, business_id, actor, change))
-            .await
-    }
-
-    /// [`Store::write`] for blocking callers.
-    pub fn write_blocking<T, F>(
-        &self,
-        conn: &mut DbConnection,
-        business_id: Uuid,
-        actor: Actor,
-        change: F,
-    ) -> Result<T, StoreError>
-    where
-        F: FnOnce(&mut DbConnection, DateTime<Utc>) -> Result<(T, Vec<NewEvent>), StoreError>,
-    {
-        let no_body = |_: &T| -> Result<String, StoreError> { unreachable!("no idempotency key") };
-        match self.write_idempotent_blocking(conn, business_id, actor, None, no_body, change)? {
-            Written::Fresh(value) => Ok(value),
-            Written::Replayed(_) => unreachable!("no idempotency key, no replay"),
-        }
-    }
-
-    /// [`Store::write`] with an optional Idempotency-Key: under the same lock, a key
-    /// seen before with the same request answers the stored first response (nothing
-    /// is written twice), with another request it is a conflict; a new key stores
-    /// this write's response (`value` serialised, with `request.status`) in the same
-    /// transaction as the write.
-    pub async fn write_idempotent<T, F>(
-        &self,
-        business_id: Uuid,
-        actor: Actor,
-        request: Option<IdempotencyRequest>,
-        change: F,
-    ) -> Result<Written<T>, StoreError>
-    where
-        T: serde::Serialize + Send + 'static,
-        F: FnOnce(&mut DbConnection, DateTime<Utc>) -> Result<(T, Vec<NewEvent>), StoreError>
-            + Send
-            + 'static,
-    {
-        let this = self.clone();
-        let to_body = |value: &T| {
-            serde_json::to_string(value).map_err(|e| StoreError::Internal(format!("response: {e}")))
-        };
-        self.run(move |conn| {
-            this.write_idempotent_blocking(conn, business_id, actor, request, to_body, change)
-        })
-        .await
-    }
-
-    fn write_idempotent_blocking<T, F>(
-        &self,
-        conn: &mut DbConnection,
-        business_id: Uuid,
-        actor: Actor,
-        request: Option<IdempotencyRequest>,
-        to_body: impl FnOnce(&T) -> Result<String, StoreError>,
-        change: F,
-    ) -> Result<Written<T>, StoreError>
-    where
-        F: FnOnce(&mut DbConnection, DateTime<Utc>) -> Result<(T, Vec<NewEvent>), StoreError>,
-    {
-        let mut moved = None;
-        let written = self.transaction(conn, |conn| {
-            // First statement of the transaction is a write: on PostgreSQL it takes
-            // the head row's lock (concurrent writers of this business queue here,
-            // so sequence numbers cannot fork or gap); on SQLite it takes the write
-            // lock before anything is read, so no snapshot can go stale.
-            let head = audit::lock_head(conn, business_id)?;
-            if let Some(request) = &request
-                && let Some(first) = ledger::idempotent_response(conn, business_id, &request.key)?
-            {
-                return if first.request_hash == request.request_hash {
-                    Ok(Written::Replayed(first))
-                } else {
-                    Err(StoreError::Conflict("idempotency_key_reused"))
-                };
-            }
-            let recorded_at = head.next_recorded_at(self.clock.now());
-            let (value, events) = change(conn, recorded_at)?;
-            let head = audit::append(conn, head, actor, recorded_at, events)?;
-            self.checkpoint_if_due(conn, &head)?;
-            moved = Some(head.seq());
-            if let Some(request) = request {
-                let body = to_body(&value)?;
-                let response = ledger::IdempotentResponse {
-                    request_hash: request.request_hash.to_vec(),
-                    status: request.status,
-                    body,
-                };
-                ledger::insert_idempotent_response(
-                    conn,
-                    business_id,
-                    &request.key,
-                    &response,
-                    recorded_at,
-                )?;
-            }
-            Ok(Written::Fresh(value))
-        })?;
-        if let Some(seq) = moved {
-            self.committed(business_id, seq);
-        }
-        Ok(written)
     }
 
     /// After an erasure: makes sure no copy of the deleted rows (the wrapped data

@@ -6,8 +6,8 @@ use diesel::prelude::*;
 use uuid::Uuid;
 
 use super::StoreError;
+use super::audit::StoredEvent;
 use super::schema::{api_keys, audit_events, businesses};
-use crate::audit::StoredEvent;
 
 pub fn to_naive(at: DateTime<Utc>) -> NaiveDateTime {
     crate::domain::time::truncate(at).naive_utc()

@@ -53,37 +53,52 @@
 //!
 //! The chain is exactly what it was with one transaction per write: per
 //! business, contiguous, each event in the same transaction as its change.
-//! Writes that bypass this module (businesses and keys, preference links, subject
-//! exports, retention purges and the CLI go through `Store::write`, one
-//! transaction each: they are rare) still take the same head lock (and on
-//! SQLite the same in-process writer mutex), so they interleave safely with
-//! batches.
+//! Writes that skip the queue (businesses and keys, preference links, channels,
+//! subject exports, retention purges, the CLI and the import: `unbatched.rs`,
+//! one transaction each, they are rare) are made here too and take the same
+//! head lock (and on SQLite the same in-process writer mutex), so they
+//! interleave safely with batches. Checkpoints, their signing and chain
+//! verification are in `checkpoints.rs`.
+//!
+//! This module is the only place that chains events, stores heads and signs
+//! checkpoints; the store below it only runs the statements.
 //!
 //! Depends on `store` (statements, head lock, inserts), `audit` (events, the
-//! head that chains them) and `domain` (actors); never on actix.
+//! head that chains them, checkpoints, verification), `crypto` (the
+//! verification key) and `domain` (actors); never on actix or diesel.
+
+mod checkpoints;
+mod unbatched;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use crate::audit::checkpoint::Checkpointer;
+use crate::audit::head::Head;
 use crate::audit::{NewEvent, StoredEvent};
 use crate::domain::Actor;
-use crate::store::audit::{self as chain, Head};
+use crate::store::audit as chain;
 use crate::store::ledger::{
     self as rows, IdempotentResponse, NewFact, NewIdempotentResponse, NewSubject, SubjectKeys,
 };
 use crate::store::{Backend, DbConnection, IdempotencyRequest, Store, StoreError, Written};
+use checkpoints::Checkpoints;
 
 /// How many writes one transaction takes at most (bounds a batch's latency).
 pub const MAX_BATCH: usize = 512;
 /// Writer threads (and connections) on PostgreSQL; a business always goes to the
-/// same one, so its chain has one writer on this node.
-pub const POSTGRES_SHARDS: usize = 8;
+/// same one, so its chain has one writer on this node. Few, because a batch's
+/// fixed costs (the head lock, the lookups, the inserts, the commit) are shared
+/// by the writes it holds: with 16 businesses at c=64, 8 shards made batches of a
+/// few writes each (1,335 opt-ins/s) where 2 make batches four times larger
+/// (1,889/s, same run; 1 shard: 1,818/s). One business is on one shard either
+/// way (BENCHMARKS.md, session 5).
+pub const POSTGRES_SHARDS: usize = 2;
 
 /// A write that committed (or was answered from its Idempotency-Key).
 #[derive(Debug)]
@@ -129,6 +144,8 @@ impl std::fmt::Debug for Writer {
 
 struct Inner {
     store: Store,
+    /// Signs checkpoints of the chains (absent only in bare test writers).
+    checkpointer: Option<Arc<Checkpointer>>,
     /// Started on first write.
     shards: OnceLock<Vec<Arc<Shard>>>,
 }
@@ -158,13 +175,31 @@ fn wrong_input() -> StoreError {
 }
 
 impl Writer {
+    /// A writer that signs no checkpoints (tests, and nodes that only verify).
     pub fn new(store: Store) -> Writer {
+        Writer::signing(store, None)
+    }
+
+    /// A writer that signs a checkpoint of a business's chain after every
+    /// `checkpointer`'s number of events, and on demand.
+    pub fn signing(store: Store, checkpointer: Option<Arc<Checkpointer>>) -> Writer {
         Writer {
             inner: Arc::new(Inner {
                 store,
+                checkpointer,
                 shards: OnceLock::new(),
             }),
         }
+    }
+
+    /// The store this writer runs its statements on.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// What signs checkpoints, if this writer does.
+    pub fn checkpointer(&self) -> Option<&Checkpointer> {
+        self.inner.checkpointer.as_deref()
     }
 
     /// A write without an Idempotency-Key (see [`Writer::write_idempotent`]).
@@ -287,7 +322,8 @@ impl Writer {
                 Backend::Sqlite => 1,
                 Backend::Postgres => POSTGRES_SHARDS,
             };
-            let checkpoints = Checkpoints::start(self.inner.store.clone());
+            let checkpoints =
+                Checkpoints::start(self.inner.store.clone(), self.inner.checkpointer.clone());
             if self.inner.store.backend() == Backend::Sqlite {
                 start_wal_checkpoints(self.inner.store.clone(), Arc::downgrade(&self.inner));
             }
@@ -460,7 +496,7 @@ where
 }
 
 /// Numbers and hashes `events` after `head` (moving it), recorded at `at`.
-fn chain_events(
+pub(crate) fn chain_events(
     head: &mut Head,
     actor: Actor,
     at: DateTime<Utc>,
@@ -745,7 +781,7 @@ fn commit_batch(
         // No head, no business: its writes fail alone below.
         let mut heads: HashMap<Uuid, (i64, Head)> = chain::lock_heads(conn, &ids)?
             .into_iter()
-            .map(|(id, head)| (id, (head.seq(), head)))
+            .map(|row| (row.business_id, (row.seq, Head::from(row))))
             .collect();
         let mut state = BatchState::new(batch.len());
         let mut savepoint = Savepoint::default();
@@ -781,7 +817,7 @@ fn commit_batch(
         let mut moved = Vec::new();
         for (start, head) in heads.into_values() {
             if head.seq() != start {
-                chain::save_head(conn, &head)?;
+                chain::save_head(conn, &head.to_row())?;
                 moved.push(head);
             }
         }
@@ -842,98 +878,4 @@ fn start_wal_checkpoints(store: Store, writer: std::sync::Weak<Inner>) {
             }
         })
         .expect("the WAL checkpoint thread starts");
-}
-
-/// The checkpoint thread: signs a checkpoint of a committed head when one is due,
-/// in its own transaction, so signing never holds up a batch.
-#[derive(Clone)]
-struct Checkpoints {
-    sender: Option<mpsc::Sender<Vec<MovedHead>>>,
-}
-
-/// A head a batch committed: business, seq, hash.
-type MovedHead = (Uuid, i64, Vec<u8>);
-
-impl Checkpoints {
-    fn start(store: Store) -> Checkpoints {
-        let Some(checkpointer) = store.checkpointer() else {
-            return Checkpoints { sender: None };
-        };
-        let (sender, receiver) = mpsc::channel::<Vec<MovedHead>>();
-        std::thread::Builder::new()
-            .name("consentgate-checkpoints".into())
-            .spawn(move || {
-                // Last checkpointed seq per business, read from the store on first sight.
-                let mut last: HashMap<Uuid, i64> = HashMap::new();
-                while let Ok(first) = receiver.recv() {
-                    // Only the newest head of each business matters.
-                    let mut newest: HashMap<Uuid, (i64, Vec<u8>)> = HashMap::new();
-                    for (id, seq, hash) in first.into_iter().chain(receiver.try_iter().flatten()) {
-                        if newest.get(&id).is_none_or(|(s, _)| *s < seq) {
-                            newest.insert(id, (seq, hash));
-                        }
-                    }
-                    for (business_id, (seq, hash)) in newest {
-                        if let Err(e) = checkpoint_if_due(
-                            &store,
-                            &checkpointer,
-                            &mut last,
-                            business_id,
-                            seq,
-                            &hash,
-                        ) {
-                            // The periodic job checkpoints moved chains anyway.
-                            tracing::warn!(%business_id, error = %e, "checkpoint failed");
-                            last.remove(&business_id);
-                        }
-                    }
-                }
-            })
-            .expect("the checkpoint thread starts");
-        Checkpoints {
-            sender: Some(sender),
-        }
-    }
-
-    fn moved(&self, heads: &[Head]) {
-        if let Some(sender) = &self.sender
-            && !heads.is_empty()
-        {
-            let moved = heads
-                .iter()
-                .map(|h| (h.business_id(), h.seq(), h.hash().to_vec()))
-                .collect();
-            let _ = sender.send(moved);
-        }
-    }
-}
-
-fn checkpoint_if_due(
-    store: &Store,
-    checkpointer: &chain::Checkpointer,
-    last: &mut HashMap<Uuid, i64>,
-    business_id: Uuid,
-    seq: i64,
-    hash: &[u8],
-) -> Result<(), StoreError> {
-    let mut conn = store.conn()?;
-    let previous = match last.get(&business_id) {
-        Some(previous) => *previous,
-        None => chain::last_checkpoint_seq(&mut conn, business_id)?,
-    };
-    if !checkpointer.is_due(seq, previous) {
-        last.insert(business_id, previous);
-        return Ok(());
-    }
-    let made = store.transaction(&mut conn, |conn| {
-        // Another node (or the periodic job) may have signed this head already.
-        if chain::last_checkpoint_seq(conn, business_id)? >= seq {
-            return Ok(());
-        }
-        let checkpoint = checkpointer.sign(business_id, seq, hash, store.clock().now());
-        chain::store_checkpoint(conn, &checkpoint)
-    });
-    made?;
-    last.insert(business_id, seq);
-    Ok(())
 }

@@ -930,11 +930,11 @@ async fn only_audit_read_keys_of_the_business_read_its_log(app: TestApp) {
 }
 
 /// More than one export page (500 events) of key creations, written through the
-/// store's own write path with one precomputed key hash: this test is about the
+/// writer's unbatched path with one precomputed key hash: this test is about the
 /// export, not key secrets.
 async fn append_many_events(app: &TestApp, biz: &BusinessFixture, count: usize) {
     let business_id = Uuid::parse_str(&biz.id).unwrap();
-    let hash: Arc<str> = NewApiKey::mint(
+    let hash: Arc<str> = consentgate::ledger::keys::mint_key(
         &consentgate::crypto::api_key::SecretHasher::derive(
             &consentgate::crypto::master_key::MasterKey::generate(),
         ),
@@ -945,9 +945,9 @@ async fn append_many_events(app: &TestApp, biz: &BusinessFixture, count: usize) 
     .0
     .secret_hash
     .into();
-    let store = app.store.clone();
+    let writer = app.writer.clone();
     actix_web::rt::task::spawn_blocking(move || {
-        let mut conn = store.conn().expect("a pooled connection");
+        let mut conn = writer.store().conn().expect("a pooled connection");
         for i in 0..count {
             let key = NewApiKey {
                 id: Uuid::now_v7(),
@@ -957,7 +957,7 @@ async fn append_many_events(app: &TestApp, biz: &BusinessFixture, count: usize) 
                 secret_hash: hash.to_string(),
                 created_at: consentgate::domain::time::now(),
             };
-            store
+            writer
                 .create_key_blocking(&mut conn, &key, Actor::Cli)
                 .expect("a key is created");
         }

@@ -45,7 +45,7 @@ async fn business_and_key_actions_are_chained_in_order(app: TestApp) {
         );
     }
     let report = app
-        .store
+        .writer
         .verify_chain(Uuid::parse_str(&biz.id).unwrap())
         .await
         .unwrap();
@@ -75,20 +75,20 @@ async fn concurrent_http_writers_leave_a_contiguous_chain(app: TestApp) {
     let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=26).collect::<Vec<_>>());
     let report = app
-        .store
+        .writer
         .verify_chain(Uuid::parse_str(&biz.id).unwrap())
         .await
         .unwrap();
     assert!(report.valid, "{report:?}");
 }
 
-/// Eight OS threads append through the store's one write path at once; the chain
+/// Eight OS threads append through the unbatched write path at once; the chain
 /// must come out contiguous and verifiable, with one event per write.
 async fn many_threads_appending_never_fork_or_gap_the_chain(app: TestApp) {
     let biz = app.create_business("Acme", "whatsapp-eu").await;
     let business_id = Uuid::parse_str(&biz.id).unwrap();
     // One key hash reused: this test is about the chain, not key secrets.
-    let hash: Arc<str> = NewApiKey::mint(
+    let hash: Arc<str> = consentgate::ledger::keys::mint_key(
         &consentgate::crypto::api_key::SecretHasher::derive(
             &consentgate::crypto::master_key::MasterKey::generate(),
         ),
@@ -99,10 +99,10 @@ async fn many_threads_appending_never_fork_or_gap_the_chain(app: TestApp) {
     .0
     .secret_hash
     .into();
-    let store = app.store.clone();
+    let writer = app.writer.clone();
     let threads: Vec<_> = (0..8)
         .map(|t| {
-            let store = store.clone();
+            let writer = writer.clone();
             let hash = hash.clone();
             std::thread::spawn(move || {
                 for i in 0..25 {
@@ -114,8 +114,8 @@ async fn many_threads_appending_never_fork_or_gap_the_chain(app: TestApp) {
                         secret_hash: hash.to_string(),
                         created_at: consentgate::domain::time::now(),
                     };
-                    let mut conn = store.conn().unwrap();
-                    store
+                    let mut conn = writer.store().conn().unwrap();
+                    writer
                         .create_key_blocking(&mut conn, &key, Actor::Cli)
                         .unwrap();
                 }
@@ -130,7 +130,7 @@ async fn many_threads_appending_never_fork_or_gap_the_chain(app: TestApp) {
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.seq, i as i64 + 1, "no gap, no duplicate");
     }
-    let report = app.store.verify_chain(business_id).await.unwrap();
+    let report = app.writer.verify_chain(business_id).await.unwrap();
     assert!(report.valid, "{report:?}");
     assert_eq!(report.checked, 202);
 }

@@ -24,7 +24,7 @@ fn ledger(app: &TestApp) -> Ledger {
     };
     let master = MasterKey::from_base64(secrecy::ExposeSecret::expose_secret(key)).unwrap();
     Ledger::new(
-        app.store.clone(),
+        app.writer.clone(),
         Arc::new(Keyring::new(master)),
         Arc::new(PolicySet::shipped()),
     )

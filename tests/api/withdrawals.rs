@@ -939,7 +939,7 @@ async fn on_sqlite_another_process_s_opt_ins_show_within_the_poll_interval() {
     })
     .unwrap();
     let ledger = Ledger::new(
-        other,
+        consentgate::writer::Writer::new(other),
         std::sync::Arc::new(Keyring::new(master)),
         std::sync::Arc::new(consentgate::policy::PolicySet::shipped()),
     );

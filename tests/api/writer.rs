@@ -95,7 +95,7 @@ async fn writes_failing_beside_others_fail_alone_and_leave_no_trace(app: TestApp
         (1..=before + 47).collect::<Vec<_>>(),
         "contiguous: 47 good writes"
     );
-    let report = app.store.verify_chain(business_id).await.unwrap();
+    let report = app.writer.verify_chain(business_id).await.unwrap();
     assert!(report.valid, "the chain verifies: {report:?}");
     let mut conn = app.store.conn().unwrap();
     for i in 0..60u8 {
@@ -144,7 +144,7 @@ async fn writes_of_several_businesses_batch_together_on_their_own_chains(app: Te
             .map(|e| e.seq)
             .collect();
         assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
-        let report = app.store.verify_chain(id).await.unwrap();
+        let report = app.writer.verify_chain(id).await.unwrap();
         assert!(report.valid, "{report:?}");
     }
 }
@@ -177,7 +177,7 @@ async fn a_constraint_violation_rolls_back_to_its_savepoint_and_the_batch_commit
         .count();
     let ok = results.iter().filter(|r| matches!(r, Ok(Some(_)))).count();
     assert_eq!((ok, conflicts), (8, 2), "{results:?}");
-    let report = app.store.verify_chain(business_id).await.unwrap();
+    let report = app.writer.verify_chain(business_id).await.unwrap();
     assert!(report.valid, "{report:?}");
 }
 
@@ -444,7 +444,7 @@ async fn one_batch_sees_its_own_earlier_writes(app: TestApp) {
         (1..=seqs.len() as i64).collect::<Vec<_>>(),
         "contiguous"
     );
-    let report = app.store.verify_chain(business_id).await.unwrap();
+    let report = app.writer.verify_chain(business_id).await.unwrap();
     assert!(report.valid, "the chain verifies: {report:?}");
 }
 
@@ -589,6 +589,6 @@ async fn an_opt_in_refused_in_a_batch_fails_alone(app: TestApp) {
     assert!(allowed(&app, key, ERASED, "utility").await);
     let events = app.audit_events(&biz.id).await;
     assert_eq!(events.len(), before + 2, "the refused write left no event");
-    let report = app.store.verify_chain(business_id).await.unwrap();
+    let report = app.writer.verify_chain(business_id).await.unwrap();
     assert!(report.valid, "{report:?}");
 }

@@ -10,7 +10,7 @@ use crate::domain::Scope;
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
 use crate::http::responses::ApiKeyErrors;
-use crate::store::Store;
+use crate::ledger::Ledger;
 use crate::store::audit::StoredCheckpoint;
 
 /// The key that signs checkpoints.
@@ -63,8 +63,8 @@ pub struct CheckpointsResponse {
     pub checkpoints: Vec<CheckpointView>,
 }
 
-fn key(store: &Store) -> Result<CheckpointKey, ApiError> {
-    let public = store
+fn key(ledger: &Ledger) -> Result<CheckpointKey, ApiError> {
+    let public = ledger
         .checkpoint_public_key()
         .ok_or_else(|| ApiError::Internal("no checkpoint signing key".into()))?;
     Ok(CheckpointKey {
@@ -90,12 +90,12 @@ fn key(store: &Store) -> Result<CheckpointKey, ApiError> {
 #[tracing::instrument(skip_all)]
 pub async fn list_audit_checkpoints(
     principal: Principal,
-    store: web::Data<Store>,
+    ledger: web::Data<Ledger>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::AuditRead)?;
-    let checkpoints = store.checkpoints(principal.business_id).await?;
+    let checkpoints = ledger.checkpoints(principal.business_id).await?;
     Ok(HttpResponse::Ok().json(CheckpointsResponse {
-        key: key(&store)?,
+        key: key(&ledger)?,
         checkpoints: checkpoints.into_iter().map(CheckpointView::from).collect(),
     }))
 }
@@ -115,10 +115,11 @@ pub async fn list_audit_checkpoints(
 #[tracing::instrument(skip_all)]
 pub async fn create_audit_checkpoint(
     principal: Principal,
-    store: web::Data<Store>,
+    ledger: web::Data<Ledger>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::AuditRead)?;
-    let checkpoint = store
+    let checkpoint = ledger
+        .writer()
         .checkpoint_now(principal.business_id)
         .await?
         .ok_or(ApiError::NotFound)?;

@@ -6,7 +6,7 @@ use crate::domain::Scope;
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
 use crate::http::responses::ApiKeyErrors;
-use crate::store::Store;
+use crate::ledger::Ledger;
 
 /// The head of a chain.
 #[derive(Debug, Serialize, ToSchema)]
@@ -48,10 +48,10 @@ pub struct VerifyResponse {
 #[tracing::instrument(skip_all)]
 pub async fn verify_audit_chain(
     principal: Principal,
-    store: web::Data<Store>,
+    ledger: web::Data<Ledger>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::AuditRead)?;
-    let report = store.verify_chain(principal.business_id).await?;
+    let report = ledger.verify_chain(principal.business_id).await?;
     Ok(HttpResponse::Ok().json(VerifyResponse {
         valid: report.valid,
         checked: report.checked,

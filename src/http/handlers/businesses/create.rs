@@ -11,9 +11,9 @@ use crate::http::extract::Json;
 use crate::http::handlers::display_name;
 use crate::http::handlers::keys::{KeyCreatedResponse, KeyResponse};
 use crate::http::responses::{JsonBodyErrors, OperatorErrors, StoreErrors};
+use crate::ledger::Ledger;
+use crate::ledger::keys::new_business;
 use crate::policy::PolicySet;
-use crate::store::Store;
-use crate::store::businesses::Business;
 use crate::store::keys::ApiKey;
 
 /// A business to create.
@@ -58,7 +58,7 @@ pub struct BusinessCreatedResponse {
 #[tracing::instrument(skip_all)]
 pub async fn create_business(
     _operator: Operator,
-    store: web::Data<Store>,
+    ledger: web::Data<Ledger>,
     policies: web::Data<PolicySet>,
     auth: web::Data<Authenticator>,
     body: Json<CreateBusinessRequest>,
@@ -78,8 +78,9 @@ pub async fn create_business(
     let Some(name) = name.filter(|_| errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
-    let (business, key, secret) = Business::new_with_first_key(auth.hasher(), name, request.policy);
-    store
+    let (business, key, secret) = new_business(auth.hasher(), name, request.policy);
+    ledger
+        .writer()
         .create_business(business.clone(), key.clone(), Actor::Operator)
         .await?;
     Ok(HttpResponse::Created().json(BusinessCreatedResponse {

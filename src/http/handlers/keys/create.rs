@@ -9,8 +9,8 @@ use crate::http::error::{ApiError, FieldError};
 use crate::http::extract::Json;
 use crate::http::handlers::display_name;
 use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
-use crate::store::Store;
-use crate::store::keys::NewApiKey;
+use crate::ledger::Ledger;
+use crate::ledger::keys::mint_key;
 
 /// A key to create.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -37,7 +37,7 @@ pub struct CreateKeyRequest {
 #[tracing::instrument(skip_all)]
 pub async fn create_key(
     principal: Principal,
-    store: web::Data<Store>,
+    ledger: web::Data<Ledger>,
     auth: web::Data<Authenticator>,
     body: Json<CreateKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -65,8 +65,8 @@ pub async fn create_key(
     let (Some(name), Some(scopes), true) = (name, scopes, errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
-    let (key, secret) = NewApiKey::mint(auth.hasher(), principal.business_id, name, scopes);
-    let created = store.create_key(key, principal.actor()).await?;
+    let (key, secret) = mint_key(auth.hasher(), principal.business_id, name, scopes);
+    let created = ledger.writer().create_key(key, principal.actor()).await?;
     Ok(HttpResponse::Created().json(KeyCreatedResponse {
         key: KeyResponse::from(created),
         secret,

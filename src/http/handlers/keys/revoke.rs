@@ -6,7 +6,7 @@ use crate::domain::{Scope, time};
 use crate::http::auth::Principal;
 use crate::http::error::{ApiError, Problem};
 use crate::http::responses::{ApiKeyErrors, PathErrors};
-use crate::store::Store;
+use crate::ledger::Ledger;
 
 /// Revokes a key of the caller's business, effective at once: its next request
 /// gets 401 on every node. Revoking a revoked key answers the key unchanged.
@@ -24,11 +24,12 @@ use crate::store::Store;
 #[tracing::instrument(skip_all)]
 pub async fn revoke_key(
     principal: Principal,
-    store: web::Data<Store>,
+    ledger: web::Data<Ledger>,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::KeysManage)?;
-    let key = store
+    let key = ledger
+        .writer()
         .revoke_key(
             principal.business_id,
             path.into_inner(),

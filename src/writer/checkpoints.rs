@@ -1,0 +1,234 @@
+//! Signed checkpoints of the chains (SPEC section 7), made by the writer:
+//!
+//! - after a batch commits, its moved heads go to the checkpoint thread
+//!   ([`Checkpoints`]), which signs one when it is due, in a transaction of its
+//!   own, so signing never holds up a batch;
+//! - an unbatched write signs one in its own transaction when it is due
+//!   ([`Writer::checkpoint_if_due_in`]);
+//! - on demand ([`Writer::checkpoint_now`]) and by the periodic job
+//!   ([`Writer::checkpoint_moved_chains`]).
+//!
+//! Verification ([`Writer::verify_chain`]) is here too because it needs the
+//! verification key of what signs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, mpsc};
+
+use uuid::Uuid;
+
+use super::Writer;
+use crate::audit::checkpoint::{Checkpointer, StoredCheckpoint};
+use crate::audit::head::Head;
+use crate::audit::verify::{self, Report};
+use crate::crypto::signing::PublicKey;
+use crate::store::audit as chain;
+use crate::store::{DbConnection, Store, StoreError};
+
+impl Writer {
+    /// The checkpoint verification key, if this writer signs checkpoints.
+    pub fn checkpoint_public_key(&self) -> Option<PublicKey> {
+        self.checkpointer().map(|c| c.public_key())
+    }
+
+    /// Signs a checkpoint of `head` when one is due, in the transaction that
+    /// moved it (an unbatched write's).
+    pub(super) fn checkpoint_if_due_in(
+        &self,
+        conn: &mut DbConnection,
+        head: &Head,
+    ) -> Result<(), StoreError> {
+        let Some(checkpointer) = self.checkpointer() else {
+            return Ok(());
+        };
+        if checkpointer.is_due(
+            head.seq(),
+            chain::last_checkpoint_seq(conn, head.business_id())?,
+        ) {
+            sign_and_store(conn, checkpointer, head)?;
+        }
+        Ok(())
+    }
+
+    /// A checkpoint of the business's current head, made now unless one exists for
+    /// it already; `None` for a chain with no events. `NotFound` for no business.
+    pub fn checkpoint_now_blocking(
+        &self,
+        conn: &mut DbConnection,
+        business_id: Uuid,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let checkpointer = self
+            .checkpointer()
+            .ok_or_else(|| StoreError::Internal("this writer signs no checkpoints".into()))?;
+        let store = self.store();
+        store.transaction(conn, |conn| {
+            let head = Head::from(chain::lock_head(conn, business_id)?);
+            if head.seq() == 0 {
+                return Ok(None);
+            }
+            if chain::last_checkpoint_seq(conn, business_id)? == head.seq() {
+                return Ok(chain::checkpoints(conn, business_id)?.pop());
+            }
+            sign_and_store(conn, checkpointer, &head).map(Some)
+        })
+    }
+
+    /// [`Writer::checkpoint_now_blocking`] on the blocking pool.
+    pub async fn checkpoint_now(
+        &self,
+        business_id: Uuid,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let this = self.clone();
+        self.store()
+            .run(move |conn| this.checkpoint_now_blocking(conn, business_id))
+            .await
+    }
+
+    /// Checkpoints every business whose chain moved since its last checkpoint (the
+    /// periodic job). Returns how many were made.
+    pub async fn checkpoint_moved_chains(&self) -> Result<usize, StoreError> {
+        let this = self.clone();
+        self.store()
+            .run(move |conn| {
+                let mut made = 0;
+                for business_id in chain::chained_businesses(conn)? {
+                    let head = chain::recorded_head(conn, business_id)?
+                        .map(|(seq, _)| seq)
+                        .unwrap_or(0);
+                    if head > chain::last_checkpoint_seq(conn, business_id)? {
+                        made +=
+                            usize::from(this.checkpoint_now_blocking(conn, business_id)?.is_some());
+                    }
+                }
+                Ok(made)
+            })
+            .await
+    }
+
+    /// Recomputes a business's whole chain and compares it with every signed
+    /// checkpoint (see [`verify::verify_chain`]), against this writer's key.
+    pub fn verify_chain_blocking(
+        &self,
+        conn: &mut DbConnection,
+        business_id: Uuid,
+    ) -> Result<Report, StoreError> {
+        verify::verify_chain(conn, business_id, self.checkpoint_public_key().as_ref())
+    }
+
+    /// [`Writer::verify_chain_blocking`] on the blocking pool.
+    pub async fn verify_chain(&self, business_id: Uuid) -> Result<Report, StoreError> {
+        let this = self.clone();
+        self.store()
+            .run(move |conn| this.verify_chain_blocking(conn, business_id))
+            .await
+    }
+}
+
+/// Signs a checkpoint of `head`, now, and stores it (in the caller's transaction).
+fn sign_and_store(
+    conn: &mut DbConnection,
+    checkpointer: &Checkpointer,
+    head: &Head,
+) -> Result<StoredCheckpoint, StoreError> {
+    let checkpoint = checkpointer.sign(
+        head.business_id(),
+        head.seq(),
+        head.hash(),
+        crate::domain::time::now(),
+    );
+    chain::store_checkpoint(conn, &checkpoint)?;
+    Ok(checkpoint)
+}
+
+/// The checkpoint thread: signs a checkpoint of a committed head when one is due,
+/// in its own transaction, so signing never holds up a batch.
+#[derive(Clone)]
+pub(super) struct Checkpoints {
+    sender: Option<mpsc::Sender<Vec<MovedHead>>>,
+}
+
+/// A head a batch committed: business, seq, hash.
+type MovedHead = (Uuid, i64, Vec<u8>);
+
+impl Checkpoints {
+    pub(super) fn start(store: Store, checkpointer: Option<Arc<Checkpointer>>) -> Checkpoints {
+        let Some(checkpointer) = checkpointer else {
+            return Checkpoints { sender: None };
+        };
+        let (sender, receiver) = mpsc::channel::<Vec<MovedHead>>();
+        std::thread::Builder::new()
+            .name("consentgate-checkpoints".into())
+            .spawn(move || {
+                // Last checkpointed seq per business, read from the store on first sight.
+                let mut last: HashMap<Uuid, i64> = HashMap::new();
+                while let Ok(first) = receiver.recv() {
+                    // Only the newest head of each business matters.
+                    let mut newest: HashMap<Uuid, (i64, Vec<u8>)> = HashMap::new();
+                    for (id, seq, hash) in first.into_iter().chain(receiver.try_iter().flatten()) {
+                        if newest.get(&id).is_none_or(|(s, _)| *s < seq) {
+                            newest.insert(id, (seq, hash));
+                        }
+                    }
+                    for (business_id, (seq, hash)) in newest {
+                        if let Err(e) = checkpoint_if_due(
+                            &store,
+                            &checkpointer,
+                            &mut last,
+                            business_id,
+                            seq,
+                            &hash,
+                        ) {
+                            // The periodic job checkpoints moved chains anyway.
+                            tracing::warn!(%business_id, error = %e, "checkpoint failed");
+                            last.remove(&business_id);
+                        }
+                    }
+                }
+            })
+            .expect("the checkpoint thread starts");
+        Checkpoints {
+            sender: Some(sender),
+        }
+    }
+
+    pub(super) fn moved(&self, heads: &[Head]) {
+        if let Some(sender) = &self.sender
+            && !heads.is_empty()
+        {
+            let moved = heads
+                .iter()
+                .map(|h| (h.business_id(), h.seq(), h.hash().to_vec()))
+                .collect();
+            let _ = sender.send(moved);
+        }
+    }
+}
+
+fn checkpoint_if_due(
+    store: &Store,
+    checkpointer: &Checkpointer,
+    last: &mut HashMap<Uuid, i64>,
+    business_id: Uuid,
+    seq: i64,
+    hash: &[u8],
+) -> Result<(), StoreError> {
+    let mut conn = store.conn()?;
+    let previous = match last.get(&business_id) {
+        Some(previous) => *previous,
+        None => chain::last_checkpoint_seq(&mut conn, business_id)?,
+    };
+    if !checkpointer.is_due(seq, previous) {
+        last.insert(business_id, previous);
+        return Ok(());
+    }
+    let made = store.transaction(&mut conn, |conn| {
+        // Another node (or the periodic job) may have signed this head already.
+        if chain::last_checkpoint_seq(conn, business_id)? >= seq {
+            return Ok(());
+        }
+        let checkpoint = checkpointer.sign(business_id, seq, hash, store.clock().now());
+        chain::store_checkpoint(conn, &checkpoint)
+    });
+    made?;
+    last.insert(business_id, seq);
+    Ok(())
+}
