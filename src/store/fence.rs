@@ -215,9 +215,11 @@ pub const POLL_EVERY: Duration = Duration::from_millis(500);
 
 /// SQLite: the newest chain head of each business this process knows to be
 /// committed (see the module documentation). Values only ever rise.
-#[derive(Default)]
 pub(super) struct Watermarks {
     heads: RwLock<HashMap<Uuid, i64>>,
+    /// How the poller connects.
+    manager: ConnectionManager,
+    /// Started with the first number known (read or committed).
     poller: std::sync::OnceLock<()>,
     /// The poller's last read failed: the file may be gone or broken, so nothing
     /// is answered from these numbers until a read succeeds again (fail closed).
@@ -225,6 +227,15 @@ pub(super) struct Watermarks {
 }
 
 impl Watermarks {
+    pub(super) fn new(manager: ConnectionManager) -> Watermarks {
+        Watermarks {
+            heads: RwLock::default(),
+            manager,
+            poller: std::sync::OnceLock::new(),
+            unreadable: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
     /// The business's head as known here, if it is known.
     pub(super) fn get(&self, business_id: Uuid) -> Option<i64> {
         self.heads
@@ -235,11 +246,16 @@ impl Watermarks {
     }
 
     /// A head committed (by this process) or read from the file: kept unless a
-    /// newer one is known.
-    pub(super) fn raise(&self, business_id: Uuid, seq: i64) {
-        let mut heads = self.heads.write().unwrap_or_else(|p| p.into_inner());
-        let known = heads.entry(business_id).or_insert(seq);
-        *known = (*known).max(seq);
+    /// newer one is known. The first number known starts the poller, however it
+    /// became known (a business first written, then checked, needs it too).
+    pub(super) fn raise(self: &Arc<Self>, business_id: Uuid, seq: i64) {
+        {
+            let mut heads = self.heads.write().unwrap_or_else(|p| p.into_inner());
+            let known = heads.entry(business_id).or_insert(seq);
+            *known = (*known).max(seq);
+        }
+        self.poller
+            .get_or_init(|| start_poller(Arc::downgrade(self), self.manager.clone()));
     }
 
     /// The business's head: known here, or read from the file now on the calling
@@ -257,8 +273,6 @@ impl Watermarks {
         }
         let seq = head_inline(store, manager, business_id)?;
         self.raise(business_id, seq);
-        self.poller
-            .get_or_init(|| start_poller(Arc::downgrade(self), manager.clone()));
         Ok(seq)
     }
 }
@@ -304,5 +318,57 @@ fn start_poller(watermarks: Weak<Watermarks>, manager: ConnectionManager) {
         });
     if let Err(e) = started {
         tracing::warn!(error = %e, "could not start the chain head poller; other processes' writes show after a restart");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DatabaseUrl;
+
+    fn watermarks() -> (tempfile::TempDir, Arc<Watermarks>) {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = ConnectionManager {
+            url: DatabaseUrl::Sqlite(dir.path().join("w.db")),
+        };
+        (dir, Arc::new(Watermarks::new(manager)))
+    }
+
+    #[test]
+    fn a_head_only_rises() {
+        let (_dir, marks) = watermarks();
+        let business = Uuid::now_v7();
+        assert_eq!(marks.get(business), None);
+        marks.raise(business, 7);
+        marks.raise(business, 5);
+        assert_eq!(
+            marks.get(business),
+            Some(7),
+            "an older number never lowers it"
+        );
+        marks.raise(business, 9);
+        assert_eq!(marks.get(business), Some(9));
+    }
+
+    #[test]
+    fn the_first_commit_starts_the_poller_as_the_first_read_does() {
+        // A business first known from this process's own commit (a webhook's
+        // write, before any check read its head) must still have its head polled,
+        // or other processes' writes would never show and a file that became
+        // unreadable would never be noticed.
+        let (_dir, marks) = watermarks();
+        assert!(marks.poller.get().is_none());
+        marks.raise(Uuid::now_v7(), 1);
+        assert!(marks.poller.get().is_some(), "the poller runs");
+        // Its first read fails (this file has no tables): checks stop trusting
+        // the numbers and read the store themselves.
+        let started = std::time::Instant::now();
+        while !marks.unreadable.load(std::sync::atomic::Ordering::Acquire) {
+            assert!(
+                started.elapsed() < POLL_EVERY * 20,
+                "the poller never read the file"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }

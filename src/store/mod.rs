@@ -399,7 +399,9 @@ impl Store {
             sqlite_writer: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
             clock: Clock::system(),
             fence: Arc::new(std::sync::OnceLock::new()),
-            watermarks: Arc::default(),
+            watermarks: Arc::new(fence::Watermarks::new(ConnectionManager {
+                url: settings.url.clone(),
+            })),
             id: NEXT_STORE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             statistics: Arc::new(std::sync::OnceLock::new()),
             manager: ConnectionManager {

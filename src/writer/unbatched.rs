@@ -108,8 +108,7 @@ impl Writer {
         let store = self.store();
         // A new chain, not a moved one: [`Store::committed`] is not told. This
         // process knows nothing of the business yet, so its first check reads
-        // the head from the database (on SQLite that read also starts the poller
-        // that shows other processes' writes: `store::fence`).
+        // the head from the database (`store::fence`).
         store.transaction(conn, |conn| {
             Store::insert_business(conn, business)?;
             let mut head = Head::genesis(business.id);
