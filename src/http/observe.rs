@@ -1,4 +1,5 @@
-//! Request observation: a request id on every span, one log line per request,
+//! Request observation: a request id on every span, one log line per request
+//! (at `debug` for answered single checks, [`QUIET_ROUTE`]; `info` otherwise),
 //! Prometheus counters and latency histograms by route and status, and a safety net
 //! that turns any error response actix produced itself into problem+json, and any
 //! server failure of a check into the check's only safe answer: 503, `allowed: false`.
@@ -249,7 +250,8 @@ pub async fn observe(
         .match_pattern()
         .map_or("unmatched", |pattern| route_label(&pattern));
     let status = res.status().as_u16();
-    let seconds = started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed();
+    let seconds = elapsed.as_secs_f64();
     let quiet = status < 400 && route == QUIET_ROUTE;
     if let Some(metrics) = metrics {
         metrics.observe(method, route, status, seconds);
@@ -257,7 +259,7 @@ pub async fn observe(
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, value);
     }
-    let latency_us = started.elapsed().as_micros() as u64;
+    let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     span.in_scope(|| {
         if quiet {
             tracing::debug!(route = QUIET_ROUTE, status, latency_us, "request answered");
