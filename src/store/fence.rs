@@ -260,18 +260,13 @@ impl Watermarks {
 
     /// The business's head: known here, or read from the file now on the calling
     /// thread (and known from then on; the poller starts with the first).
-    pub(super) fn head(
-        self: &Arc<Self>,
-        store: u64,
-        manager: &ConnectionManager,
-        business_id: Uuid,
-    ) -> Result<i64, StoreError> {
+    pub(super) fn head(self: &Arc<Self>, store: u64, business_id: Uuid) -> Result<i64, StoreError> {
         if !self.unreadable.load(std::sync::atomic::Ordering::Acquire)
             && let Some(seq) = self.get(business_id)
         {
             return Ok(seq);
         }
-        let seq = head_inline(store, manager, business_id)?;
+        let seq = head_inline(store, &self.manager, business_id)?;
         self.raise(business_id, seq);
         Ok(seq)
     }

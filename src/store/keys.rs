@@ -33,6 +33,20 @@ pub struct NewApiKey {
     pub created_at: DateTime<Utc>,
 }
 
+impl From<NewApiKey> for ApiKey {
+    /// The key as just stored: not revoked.
+    fn from(k: NewApiKey) -> Self {
+        ApiKey {
+            id: k.id,
+            business_id: k.business_id,
+            name: k.name,
+            scopes: k.scopes,
+            created_at: k.created_at,
+            revoked_at: None,
+        }
+    }
+}
+
 impl From<&NewApiKey> for ApiKeyRow {
     fn from(k: &NewApiKey) -> Self {
         ApiKeyRow {

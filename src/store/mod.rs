@@ -416,7 +416,7 @@ impl Store {
     /// see [`fence`]'s documentation).
     pub async fn fresh_head(&self, business_id: Uuid) -> Result<i64, StoreError> {
         if self.backend == Backend::Sqlite {
-            return self.watermarks.head(self.id, &self.manager, business_id);
+            return self.watermarks.head(self.id, business_id);
         }
         self.fence
             .get_or_init(|| fence::Fence::start(self.manager.clone()))

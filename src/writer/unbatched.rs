@@ -145,14 +145,7 @@ impl Writer {
         self.store()
             .run(move |conn| {
                 this.create_key_blocking(conn, &key, actor)?;
-                Ok(ApiKey {
-                    id: key.id,
-                    business_id: key.business_id,
-                    name: key.name,
-                    scopes: key.scopes,
-                    created_at: key.created_at,
-                    revoked_at: None,
-                })
+                Ok(ApiKey::from(key))
             })
             .await
     }

@@ -383,6 +383,24 @@ impl TestApp {
         )
     }
 
+    /// A ledger of this deployment (its master key, the shipped policies) writing
+    /// through `writer`: the service's own (`self.writer`), or one on a store of
+    /// its own, as another process on the same database would have.
+    pub fn ledger_on(&self, writer: consentgate::writer::Writer) -> consentgate::ledger::Ledger {
+        let consentgate::config::MasterKeySource::Inline(key) = &self.settings.master_key else {
+            unreachable!("tests set the key inline")
+        };
+        let master = consentgate::crypto::master_key::MasterKey::from_base64(
+            secrecy::ExposeSecret::expose_secret(key),
+        )
+        .unwrap();
+        consentgate::ledger::Ledger::new(
+            writer,
+            std::sync::Arc::new(consentgate::ledger::Keyring::new(master)),
+            std::sync::Arc::new(consentgate::policy::PolicySet::shipped()),
+        )
+    }
+
     /// Every audit event of a business, in sequence order.
     pub async fn audit_events(&self, business_id: &str) -> Vec<consentgate::audit::StoredEvent> {
         let id = uuid::Uuid::parse_str(business_id).unwrap();

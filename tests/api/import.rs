@@ -4,14 +4,10 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
 
 use chrono::{Duration, Utc};
-use consentgate::config::MasterKeySource;
-use consentgate::crypto::master_key::MasterKey;
 use consentgate::import::{ImportOptions, ImportSummary};
-use consentgate::ledger::{Keyring, Ledger};
-use consentgate::policy::PolicySet;
+use consentgate::ledger::Ledger;
 use serde_json::json;
 
 use crate::backend_tests;
@@ -25,15 +21,7 @@ backend_tests!(
 );
 
 fn ledger(app: &TestApp) -> Ledger {
-    let MasterKeySource::Inline(key) = &app.settings.master_key else {
-        unreachable!("tests set the key inline")
-    };
-    let master = MasterKey::from_base64(secrecy::ExposeSecret::expose_secret(key)).unwrap();
-    Ledger::new(
-        app.writer.clone(),
-        Arc::new(Keyring::new(master)),
-        Arc::new(PolicySet::shipped()),
-    )
+    app.ledger_on(app.writer.clone())
 }
 
 const HEADER: &str = "phone,categories,channel,collected_at,consent_text_version,source_system,form_id,store_id,default_region";

@@ -1,12 +1,7 @@
 //! Retention: expired data goes, audited; nothing a check or the chain needs does.
 
-use std::sync::Arc;
-
 use chrono::{Duration, Utc};
-use consentgate::config::MasterKeySource;
-use consentgate::crypto::master_key::MasterKey;
-use consentgate::ledger::{Keyring, Ledger};
-use consentgate::policy::PolicySet;
+use consentgate::ledger::Ledger;
 use serde_json::json;
 
 use crate::backend_tests;
@@ -19,15 +14,7 @@ fn ago(days: i64) -> String {
 }
 
 fn ledger(app: &TestApp) -> Ledger {
-    let MasterKeySource::Inline(key) = &app.settings.master_key else {
-        unreachable!("tests set the key inline")
-    };
-    let master = MasterKey::from_base64(secrecy::ExposeSecret::expose_secret(key)).unwrap();
-    Ledger::new(
-        app.writer.clone(),
-        Arc::new(Keyring::new(master)),
-        Arc::new(PolicySet::shipped()),
-    )
+    app.ledger_on(app.writer.clone())
 }
 
 async fn retention_purges_expired_data_and_keeps_what_checks_need(app: TestApp) {

@@ -906,9 +906,6 @@ async fn a_second_server_on_one_sqlite_file_refuses_to_start() {
 
 #[actix_web::test]
 async fn on_sqlite_another_process_s_opt_ins_show_within_the_poll_interval() {
-    use consentgate::config::MasterKeySource;
-    use consentgate::crypto::master_key::MasterKey;
-    use consentgate::ledger::{Keyring, Ledger};
     use consentgate::store::{Store, StoreSettings};
 
     let app = spawn_app_with(crate::helpers::Backend::Sqlite, |_| {})
@@ -928,21 +925,13 @@ async fn on_sqlite_another_process_s_opt_ins_show_within_the_poll_interval() {
 
     // Another process on the same file (what `consentgate import` is): a store
     // and a ledger of their own, sharing nothing in memory with the server.
-    let MasterKeySource::Inline(key) = &app.settings.master_key else {
-        unreachable!("tests set the key inline")
-    };
-    let master = MasterKey::from_base64(secrecy::ExposeSecret::expose_secret(key)).unwrap();
     let other = Store::connect(&StoreSettings {
         url: app.settings.database.clone(),
         pool_size: 2,
         acquire_timeout: std::time::Duration::from_secs(5),
     })
     .unwrap();
-    let ledger = Ledger::new(
-        consentgate::writer::Writer::new(other),
-        std::sync::Arc::new(Keyring::new(master)),
-        std::sync::Arc::new(consentgate::policy::PolicySet::shipped()),
-    );
+    let ledger = app.ledger_on(consentgate::writer::Writer::new(other));
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("legacy.csv");
     std::fs::write(

@@ -91,14 +91,7 @@ pub async fn create_business(
             created_at: business.created_at,
         },
         key: KeyCreatedResponse {
-            key: KeyResponse::from(ApiKey {
-                id: key.id,
-                business_id: key.business_id,
-                name: key.name,
-                scopes: key.scopes,
-                created_at: key.created_at,
-                revoked_at: None,
-            }),
+            key: KeyResponse::from(ApiKey::from(key)),
             secret,
         },
     }))
