@@ -14,7 +14,8 @@
 # ratio. Only user space is counted (the kernel's TCP work is the same for both).
 # valgrind runs the CPU without SHA extensions, so SHA-256 (the API key's HMAC,
 # the pseudonym) counts several times what it costs on the real CPU.
-# BIN=path compares another consentgate binary.
+# BIN=path compares another consentgate binary. KEEP=dir keeps both callgrind
+# dumps there (for `callgrind_annotate --inclusive=yes dir/service.cg.*`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REQUESTS="${1:-2000}"
@@ -59,6 +60,7 @@ assert set(codes) == {"200"}, codes
 EOF
   local dump
   dump=$(ls -t "$WORK/$name".cg.*.* | head -1)
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$dump" "$KEEP/$name.cg.out"; fi
   python3 - "$dump" "$REQUESTS" << 'EOF'
 import sys
 for line in open(sys.argv[1]):

@@ -23,6 +23,7 @@ pub mod channels;
 pub mod durability;
 pub mod fence;
 pub mod keys;
+pub mod lease;
 pub mod ledger;
 pub mod migrations;
 pub mod projection;
@@ -150,7 +151,7 @@ pub enum Backend {
 }
 
 /// What can go wrong in storage, as the layers above need to tell it apart.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// No such row (for this business).
     #[error("not found")]
@@ -356,6 +357,10 @@ pub struct Store {
     fence: Arc<std::sync::OnceLock<fence::Fence>>,
     /// SQLite: the chain heads this process knows to be committed (the fence).
     watermarks: Arc<fence::Watermarks>,
+    /// PostgreSQL: this node's lease (started on first use; see [`lease`]).
+    lease: Arc<std::sync::OnceLock<lease::Lease>>,
+    /// PostgreSQL: this node's id in `consentgate_nodes`.
+    node_id: Uuid,
     /// Unique per opened store (keys connections kept per thread).
     id: u64,
     /// PostgreSQL: keeps planner statistics current (started on the first write).
@@ -402,6 +407,8 @@ impl Store {
             watermarks: Arc::new(fence::Watermarks::new(ConnectionManager {
                 url: settings.url.clone(),
             })),
+            lease: Arc::new(std::sync::OnceLock::new()),
+            node_id: Uuid::now_v7(),
             id: NEXT_STORE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             statistics: Arc::new(std::sync::OnceLock::new()),
             manager: ConnectionManager {
@@ -418,19 +425,68 @@ impl Store {
         if self.backend == Backend::Sqlite {
             return self.watermarks.head(self.id, business_id);
         }
+        let epoch = match self.lease().lookup(business_id) {
+            lease::Lookup::Known(seq) => return Ok(seq),
+            lease::Lookup::Read(epoch) => epoch,
+        };
+        let seq = self.read_head(business_id).await?;
+        if let Some(epoch) = epoch {
+            self.lease().resolve(business_id, epoch, seq);
+        }
+        Ok(seq)
+    }
+
+    /// The business's chain head, read through the fence now (PostgreSQL; on
+    /// SQLite what this process committed).
+    async fn read_head(&self, business_id: Uuid) -> Result<i64, StoreError> {
+        if self.backend == Backend::Sqlite {
+            return self.watermarks.head(self.id, business_id);
+        }
         self.fence
             .get_or_init(|| fence::Fence::start(self.manager.clone()))
             .head(business_id)
             .await
     }
 
+    /// This node's id in `consentgate_nodes` (PostgreSQL leases).
+    pub fn node_id(&self) -> Uuid {
+        self.node_id
+    }
+
+    /// PostgreSQL: this node's lease, started on first use.
+    pub fn lease(&self) -> &lease::Lease {
+        self.lease
+            .get_or_init(|| lease::Lease::start(self.manager.clone(), self.node_id))
+    }
+
     /// A write of this process committed the business's chain up to `seq`: called
     /// after the commit and before the write is acknowledged, so that this
-    /// process's next check (on SQLite, where the fence is this number) sees it.
+    /// process's next check sees it (on SQLite the fence is this number; on
+    /// PostgreSQL it raises the lease's known head).
     pub fn committed(&self, business_id: Uuid, seq: i64) {
-        if self.backend == Backend::Sqlite {
-            self.watermarks.raise(business_id, seq);
+        match self.backend {
+            Backend::Sqlite => self.watermarks.raise(business_id, seq),
+            Backend::Postgres => {
+                if let Some(lease) = self.lease.get() {
+                    lease.raise(business_id, seq);
+                }
+            }
         }
+    }
+
+    /// After a write that may turn an answer into a no (anything but an opt-in)
+    /// committed the business's chain up to `seq` (`None`: the head now), and
+    /// before it is acknowledged: waits until every other node knows it
+    /// (PostgreSQL, [`lease`]). Nothing to do on SQLite (one server per file).
+    pub async fn propagate(&self, business_id: Uuid, seq: Option<i64>) -> Result<(), StoreError> {
+        if self.backend == Backend::Sqlite {
+            return Ok(());
+        }
+        let seq = match seq {
+            Some(seq) => seq,
+            None => self.read_head(business_id).await?,
+        };
+        self.lease().propagate(business_id, seq).await
     }
 
     /// `rows` more ledger rows were committed by this node: on PostgreSQL, the

@@ -194,3 +194,11 @@ diesel::table! {
 
 diesel::joinable!(channels -> businesses (business_id));
 diesel::joinable!(import_progress -> businesses (business_id));
+
+diesel::table! {
+    consentgate_nodes (node_id) {
+        node_id -> Text,
+        lease_until -> BigInt,
+        fenced -> Bool,
+    }
+}

@@ -218,8 +218,11 @@ impl Writer {
         let no_body = |_: &T| -> Result<String, StoreError> {
             Err(StoreError::Internal("no idempotency key, no body".into()))
         };
-        self.submit(business_id, actor, None, None, no_body, direct(change))
-            .await
+        let committed = self
+            .submit(business_id, actor, None, None, no_body, direct(change))
+            .await?;
+        self.propagate(business_id, &committed).await?;
+        Ok(committed)
     }
 
     /// Queues a write of the business and waits until it committed (or failed).
@@ -244,8 +247,23 @@ impl Writer {
             + Send
             + 'static,
     {
-        self.submit(business_id, actor, request, None, to_body, direct(change))
-            .await
+        let committed = self
+            .submit(business_id, actor, request, None, to_body, direct(change))
+            .await?;
+        self.propagate(business_id, &committed).await?;
+        Ok(committed)
+    }
+
+    /// A direct write may turn an answer into a no: it is acknowledged only once
+    /// every node knows it (`store::lease`; a replay waits for the head now, so
+    /// a first answer that could not be confirmed is confirmed by its retry).
+    /// Opt-ins ([`Writer::write_planned`]) may show up on other nodes later.
+    async fn propagate<T>(
+        &self,
+        business_id: Uuid,
+        committed: &Committed<T>,
+    ) -> Result<(), StoreError> {
+        self.store().propagate(business_id, committed.seq).await
     }
 
     /// [`Writer::write_idempotent`] for a write that needs nothing of the

@@ -51,9 +51,13 @@ impl Writer {
             + 'static,
     {
         let this = self.clone();
-        self.store()
+        let value = self
+            .store()
             .run(move |conn| this.write_unbatched_blocking(conn, business_id, actor, change))
-            .await
+            .await?;
+        // Acknowledged once every node knows it (`store::lease`).
+        self.store().propagate(business_id, None).await?;
+        Ok(value)
     }
 
     /// [`Writer::write_unbatched`] for blocking callers (the CLI, the import).
@@ -173,7 +177,8 @@ impl Writer {
         actor: Actor,
     ) -> Result<ApiKey, StoreError> {
         let this = self.clone();
-        self.store()
+        let revoked = self
+            .store()
             .run(move |conn| {
                 let current = keys::find_key(conn, business_id, key_id)?;
                 if current.revoked_at.is_some() {
@@ -194,7 +199,12 @@ impl Writer {
                     other => Err(other),
                 })
             })
-            .await
+            .await?;
+        // Refused by every node's next request: acknowledged once every node
+        // knows it (also when it was revoked before: that revocation may still
+        // be on its way).
+        self.store().propagate(business_id, None).await?;
+        Ok(revoked)
     }
 }
 

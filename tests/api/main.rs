@@ -21,6 +21,7 @@ mod hostile;
 mod import;
 mod keys;
 mod layers;
+mod leases;
 mod ledger;
 mod migrations;
 mod openapi;

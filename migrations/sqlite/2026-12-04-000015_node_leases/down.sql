@@ -1,0 +1,1 @@
+DROP TABLE consentgate_nodes;
