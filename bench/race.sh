@@ -37,7 +37,12 @@ PIDS=()
 PGBASE="${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 DB="consentgate_race_$$"
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2> /dev/null && wait "$pid" 2> /dev/null || true; done
+  # faketime runs the node as its child: stop the children too (a node left
+  # running would keep this script's lock files and ports).
+  for pid in "${PIDS[@]}"; do
+    pkill -P "$pid" 2> /dev/null || true
+    kill "$pid" 2> /dev/null && wait "$pid" 2> /dev/null || true
+  done
   psql "$PGBASE" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" > /dev/null 2>&1 || true
   rm -rf "$WORK"
 }
