@@ -1,6 +1,5 @@
 //! API key scopes (SPEC section 5).
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -94,30 +93,39 @@ impl FromStr for Scope {
 }
 
 /// A non-empty set of scopes, stored as space-separated names in a fixed order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scopes(BTreeSet<Scope>);
+/// One bit per scope (in [`Scope::ALL`] order): copied with every authenticated
+/// request, so it allocates nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scopes(u8);
+
+impl Scope {
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
 
 impl Scopes {
     pub fn all() -> Scopes {
-        Scopes(Scope::ALL.into_iter().collect())
+        Scopes(Scope::ALL.into_iter().fold(0, |bits, s| bits | s.bit()))
     }
 
     /// `None` for an empty set: a key that may do nothing is a mistake.
     pub fn new(scopes: impl IntoIterator<Item = Scope>) -> Option<Scopes> {
-        let set: BTreeSet<Scope> = scopes.into_iter().collect();
-        (!set.is_empty()).then_some(Scopes(set))
+        let bits = scopes.into_iter().fold(0, |bits, s| bits | s.bit());
+        (bits != 0).then_some(Scopes(bits))
     }
 
     pub fn contains(&self, scope: Scope) -> bool {
-        self.0.contains(&scope)
+        self.0 & scope.bit() != 0
     }
 
     pub fn is_subset(&self, other: &Scopes) -> bool {
-        self.0.is_subset(&other.0)
+        self.0 & !other.0 == 0
     }
 
+    /// In [`Scope::ALL`] order.
     pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {
-        self.0.iter().copied()
+        Scope::ALL.into_iter().filter(|s| self.contains(*s))
     }
 
     /// The stored form: names separated by one space.

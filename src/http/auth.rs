@@ -282,19 +282,21 @@ fn principal(creds: &KeyCredentials) -> Principal {
     Principal {
         business_id: creds.key.business_id,
         key_id: creds.key.id,
-        scopes: creds.key.scopes.clone(),
+        scopes: creds.key.scopes,
         policy: creds.policy.clone(),
         view: None,
     }
 }
 
-/// The bearer token of a request, if it has one.
-fn bearer(req: &HttpRequest) -> Option<String> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+/// The bearer token in an `Authorization` value, if it is one.
+fn bearer(value: &header::HeaderValue) -> Option<&str> {
+    let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The request's `Authorization` value (a reference-counted clone, no copy).
+fn authorization(req: &HttpRequest) -> Option<header::HeaderValue> {
+    req.headers().get(header::AUTHORIZATION).cloned()
 }
 
 impl FromRequest for Principal {
@@ -302,7 +304,7 @@ impl FromRequest for Principal {
     type Future = LocalBoxFuture<'static, Result<Principal, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer(req);
+        let authorization = authorization(req);
         let auth = req.app_data::<web::Data<Authenticator>>().cloned();
         let throttle = req.app_data::<web::Data<Throttle>>().cloned();
         let client = throttle.as_ref().map(|t| t.client(req));
@@ -312,8 +314,8 @@ impl FromRequest for Principal {
                 return Err(unavailable("authenticator or throttle not configured"));
             };
             throttle.before_auth(client)?;
-            let outcome = match token {
-                Some(token) => auth.authenticate(&token).await,
+            let outcome = match authorization.as_ref().and_then(bearer) {
+                Some(token) => auth.authenticate(token).await,
                 None => Err(ApiError::Unauthorized),
             };
             match outcome {
@@ -369,8 +371,12 @@ impl FromRequest for Operator {
         if let Err(limited) = throttle.before_auth(client) {
             return std::future::ready(Err(limited));
         }
-        let ok = match (bearer(req), req.app_data::<web::Data<OperatorToken>>()) {
-            (Some(token), Some(expected)) => expected.matches(&token),
+        let authorization = authorization(req);
+        let ok = match (
+            authorization.as_ref().and_then(bearer),
+            req.app_data::<web::Data<OperatorToken>>(),
+        ) {
+            (Some(token), Some(expected)) => expected.matches(token),
             _ => false,
         };
         std::future::ready(if ok {

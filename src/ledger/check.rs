@@ -15,6 +15,7 @@ use super::projection::BusinessView;
 use super::{Caller, Ledger, PolicyRef};
 use crate::domain::history::SubjectHistory;
 use crate::domain::phone::{E164Candidate, Phone, PhoneError};
+use crate::policy::model::{Amount, Currency};
 use crate::policy::{Basis, Category, Decision, Moment, Price, Reason, decide};
 use crate::store::StoreError;
 use crate::store::ledger as rows;
@@ -24,18 +25,21 @@ use crate::store::ledger as rows;
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PriceEstimate {
     /// ISO 4217 code, e.g. `EUR`.
-    pub currency: String,
+    #[schema(value_type = String)]
+    pub currency: Currency,
     /// Decimal amount per message, e.g. `0.0589`.
-    pub amount: String,
+    #[schema(value_type = String)]
+    pub amount: Amount,
     /// Always true: an estimate from the policy.
     pub estimate: bool,
 }
 
 impl From<Price> for PriceEstimate {
     fn from(price: Price) -> Self {
+        // Kept as they are and written straight into the answer: no strings.
         PriceEstimate {
-            currency: price.currency().as_str().to_owned(),
-            amount: price.amount().to_string(),
+            currency: price.currency(),
+            amount: price.amount(),
             estimate: true,
         }
     }

@@ -267,8 +267,17 @@ impl fmt::Display for Amount {
         if frac == 0 {
             return write!(f, "{int}");
         }
-        let digits = format!("{frac:06}");
-        write!(f, "{int}.{}", digits.trim_end_matches('0'))
+        // Six digits, trailing zeros dropped, without allocating (it is written
+        // into every priced check answer).
+        let mut digits = [b'0'; 6];
+        let mut rest = frac;
+        for digit in digits.iter_mut().rev() {
+            *digit = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+            rest /= 10;
+        }
+        let len = 6 - digits.iter().rev().take_while(|d| **d == b'0').count();
+        let digits = std::str::from_utf8(&digits[..len]).unwrap_or_default();
+        write!(f, "{int}.{digits}")
     }
 }
 
