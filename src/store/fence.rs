@@ -13,7 +13,9 @@
 //! them all, and starts again with whatever arrived meanwhile. A request that
 //! arrives while a read is running waits for the next one (that read may have
 //! started before it arrived). So under load the cost is one small query per
-//! batch of checks, not per check, and idle it is nothing.
+//! batch of checks, not per check, and idle it is nothing. On PostgreSQL a node
+//! that holds a lease ([`super::lease`]) reads a business's head here only once
+//! per lease: withdrawals are pushed to it before they are acknowledged.
 //!
 //! SQLite is different: the database is a file that one `consentgate serve`
 //! process owns (`startup` holds an exclusive lock beside it, so a second server on

@@ -417,9 +417,10 @@ impl Store {
         })
     }
 
-    /// The business's chain head, read after this call by this node's fence (one
-    /// query serves every caller waiting at that moment; see [`fence`]).
-    /// On SQLite, the head this process committed last (the file has one server;
+    /// The business's chain head as of after this call: on PostgreSQL the head
+    /// this node knows under its lease ([`lease`]), else read by the fence (one
+    /// query serves every caller waiting at that moment; see [`fence`]). On
+    /// SQLite, the head this process committed last (the file has one server;
     /// see [`fence`]'s documentation).
     pub async fn fresh_head(&self, business_id: Uuid) -> Result<i64, StoreError> {
         if self.backend == Backend::Sqlite {
