@@ -33,7 +33,7 @@ use crate::domain::phone::Phone;
 use crate::policy::{Policy, PolicySet};
 use crate::store::ledger::{self as rows, SubjectKeys};
 use crate::store::{DbConnection, Store, StoreError, Written};
-use crate::writer::{Committed, Writer};
+use crate::writer::{Committed, Delta, Writer};
 
 /// The keys everything personal hangs on, derived once from the master key.
 pub struct Keyring {
@@ -124,10 +124,11 @@ impl Ledger {
 
     /// After a write of the caller's business committed at chain head `seq`: bring
     /// this node's projection up to at least `seq` before the write is
-    /// acknowledged (no fence read: the writer said how far to go).
-    pub(crate) async fn after_write_to(&self, caller: &Caller, seq: i64) {
+    /// acknowledged (no fence read: the writer said how far to go), from what
+    /// the write's batch wrote when it says that exactly (`delta`).
+    pub(crate) async fn after_write_to(&self, caller: &Caller, seq: i64, delta: Option<&Delta>) {
         self.projection
-            .refresh_to(caller.business_id, &caller.policy, seq)
+            .refresh_to(caller.business_id, &caller.policy, seq, delta)
             .await;
     }
 
@@ -141,7 +142,11 @@ impl Ledger {
         result: Result<Committed<T>, StoreError>,
     ) -> Result<Written<T>, StoreError> {
         match &result {
-            Ok(Committed { seq: Some(seq), .. }) => self.after_write_to(caller, *seq).await,
+            Ok(Committed {
+                seq: Some(seq),
+                delta,
+                ..
+            }) => self.after_write_to(caller, *seq, delta.as_deref()).await,
             Ok(Committed { seq: None, .. }) => self.after_write(caller).await,
             Err(_) => {}
         }

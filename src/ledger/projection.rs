@@ -34,7 +34,7 @@
 //! diesel (the store runs the statements).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -50,6 +50,7 @@ use crate::policy::{
 use crate::store::keys::KeyCredentials;
 use crate::store::projection::{self as rows, Touched};
 use crate::store::{Store, StoreError};
+use crate::writer::Delta;
 
 /// Every business's view, loaded on first use (and all at start-up).
 pub struct Projection {
@@ -66,6 +67,8 @@ pub struct Projection {
     /// insert. So a key revoked through any node is refused by this node's next
     /// request, without a database read per request.
     api_keys: RwLock<HashMap<Uuid, Arc<KeyCredentials>>>,
+    /// Write-throughs installed from their batch's rows ([`Delta`]), no read.
+    from_batches: AtomicU64,
 }
 
 impl std::fmt::Debug for Projection {
@@ -331,6 +334,7 @@ impl Projection {
             views: RwLock::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
             api_keys: RwLock::new(HashMap::new()),
+            from_batches: AtomicU64::new(0),
         }
     }
 
@@ -446,10 +450,26 @@ impl Projection {
 
     /// Write-through with a known target: after a write committed at chain head
     /// `seq`, bring the view up to at least `seq` (nothing to do when a catch-up
-    /// already got there; no fence read either way).
-    pub async fn refresh_to(&self, business_id: Uuid, policy: &Arc<Policy>, seq: i64) {
+    /// already got there; no fence read either way). With the write's batch's
+    /// [`Delta`], a view exactly at the batch's start installs the histories the
+    /// batch wrote instead of reading them back; any other view catches up.
+    pub async fn refresh_to(
+        &self,
+        business_id: Uuid,
+        policy: &Arc<Policy>,
+        seq: i64,
+        delta: Option<&Delta>,
+    ) {
         let caught_up = async {
             let view = self.view_with(business_id, policy.clone()).await?;
+            if view.applied() >= seq {
+                return Ok(());
+            }
+            if let Some(delta) = delta
+                && self.apply_delta(&view, delta).await
+            {
+                return Ok(());
+            }
             if view.applied() < seq {
                 self.catch_up(&view, seq).await?;
             }
@@ -458,6 +478,27 @@ impl Projection {
         if let Err(e) = caught_up.await {
             tracing::warn!(%business_id, error = %e, "projection write-through failed; the next check catches up");
         }
+    }
+
+    /// Installs a batch's [`Delta`] when the view reflects the chain exactly at
+    /// the batch's start (then it reflects it exactly at the batch's end);
+    /// false when it does not (it is behind: a catch-up reads the rest; or
+    /// past it already).
+    async fn apply_delta(&self, view: &BusinessView, delta: &Delta) -> bool {
+        let _apply = view.apply.lock().await;
+        if view.applied() != delta.from {
+            return false;
+        }
+        view.install_histories(delta.histories.clone(), self.store.clock().now());
+        view.applied.store(delta.to, Ordering::Release);
+        self.from_batches.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// How many write-throughs were installed from the rows their batch wrote
+    /// (a [`Delta`]) rather than read back by a catch-up.
+    pub fn installed_from_batches(&self) -> u64 {
+        self.from_batches.load(Ordering::Relaxed)
     }
 
     async fn view_with(

@@ -394,7 +394,7 @@ impl Ledger {
             other => other?,
         };
         match seq {
-            Some(seq) => self.after_write_to(caller, seq).await,
+            Some(seq) => self.after_write_to(caller, seq, None).await,
             None => self.after_write(caller).await,
         }
         let residue = self.shred().await;

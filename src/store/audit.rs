@@ -153,6 +153,44 @@ pub fn save_head(conn: &mut DbConnection, head: &HeadRow) -> Result<(), StoreErr
     Ok(())
 }
 
+/// Stores several moved heads (under their locks, before commit). On PostgreSQL
+/// one statement for all of them (each statement is a round trip the writer
+/// waits for, and a batch of many businesses moves many heads); on SQLite, in
+/// process, one update each.
+pub fn save_heads(conn: &mut DbConnection, heads: &[HeadRow]) -> Result<(), StoreError> {
+    match conn {
+        DbConnection::Postgres(pg) if heads.len() > 1 => {
+            use diesel::sql_types::{Array, Bytea, Int8, Nullable, Text, Timestamp};
+            let ids: Vec<String> = heads.iter().map(|h| h.business_id.to_string()).collect();
+            let seqs: Vec<i64> = heads.iter().map(|h| h.seq).collect();
+            let hashes: Vec<Vec<u8>> = heads.iter().map(|h| h.hash.clone()).collect();
+            let last: Vec<Option<chrono::NaiveDateTime>> = heads
+                .iter()
+                .map(|h| h.last_recorded_at.map(to_naive))
+                .collect();
+            let updated = diesel::sql_query(
+                "UPDATE audit_heads AS h \
+                 SET seq = v.seq, hash = v.hash, last_recorded_at = v.last_recorded_at \
+                 FROM unnest($1, $2, $3, $4) AS v (business_id, seq, hash, last_recorded_at) \
+                 WHERE h.business_id = v.business_id",
+            )
+            .bind::<Array<Text>, _>(ids)
+            .bind::<Array<Int8>, _>(seqs)
+            .bind::<Array<Bytea>, _>(hashes)
+            .bind::<Array<Nullable<Timestamp>>, _>(last)
+            .execute(pg)?;
+            if updated != heads.len() {
+                return Err(StoreError::Internal(format!(
+                    "stored {updated} of {} chain heads",
+                    heads.len()
+                )));
+            }
+            Ok(())
+        }
+        _ => heads.iter().try_for_each(|head| save_head(conn, head)),
+    }
+}
+
 /// The latest checkpoint's seq of a business (0 when none).
 pub fn last_checkpoint_seq(conn: &mut DbConnection, business_id: Uuid) -> Result<i64, StoreError> {
     Ok(audit_checkpoints::table

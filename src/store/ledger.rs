@@ -169,8 +169,12 @@ pub fn latest_erasures(
 }
 
 /// The subjects and the latest erasure times of these numbers (business,
-/// pseudonym), across businesses: two queries for a whole batch of writes
-/// (pairs of another business that happen to match are filtered out here).
+/// pseudonym), across businesses: a whole batch of writes looked up at once.
+/// Each number is probed by its own pair: on PostgreSQL one statement joins
+/// the wanted pairs (one round trip); on SQLite (in process) one query per
+/// business. An `IN` over businesses and another over pseudonyms would probe
+/// every business with every pseudonym (16 businesses, 64 numbers: 1,024
+/// index probes instead of 64).
 #[allow(clippy::type_complexity)]
 pub fn subjects_and_erasures(
     conn: &mut DbConnection,
@@ -183,52 +187,115 @@ pub fn subjects_and_erasures(
     StoreError,
 > {
     use super::schema::erasures;
-    let set: std::collections::HashSet<&(Uuid, [u8; 32])> = wanted.iter().collect();
-    let pair =
-        |business_id: &str, pseudonym: &[u8]| -> Result<Option<(Uuid, [u8; 32])>, StoreError> {
-            let Ok(pseudonym) = <[u8; 32]>::try_from(pseudonym) else {
-                return Ok(None);
-            };
-            let pair = (parse_id(business_id)?, pseudonym);
-            Ok(set.contains(&pair).then_some(pair))
-        };
     let mut subjects = HashMap::new();
     let mut erased: HashMap<(Uuid, [u8; 32]), DateTime<Utc>> = HashMap::new();
-    for chunk in wanted.chunks(LOOKUP_CHUNK / 2) {
-        let mut businesses: Vec<String> = chunk.iter().map(|(b, _)| b.to_string()).collect();
-        businesses.sort_unstable();
-        businesses.dedup();
-        let pseudonyms: Vec<&[u8]> = chunk.iter().map(|(_, p)| p.as_slice()).collect();
-        let rows = subjects::table
-            .filter(subjects::business_id.eq_any(&businesses))
-            .filter(subjects::pseudonym.eq_any(&pseudonyms))
-            .select((
-                subjects::business_id,
-                subjects::pseudonym,
-                subjects::id,
-                subjects::wrapped_key,
-            ))
-            .load::<(String, Vec<u8>, String, Option<Vec<u8>>)>(conn)?;
-        for (business_id, pseudonym, id, wrapped_key) in rows {
-            if let Some(pair) = pair(&business_id, &pseudonym)? {
-                let id = parse_id(&id)?;
-                subjects.insert(pair, SubjectKeys { id, wrapped_key });
+    let mut found = |business_id: &str,
+                     pseudonym: &[u8],
+                     subject: Option<(String, Option<Vec<u8>>)>,
+                     erased_at: Option<chrono::NaiveDateTime>|
+     -> Result<(), StoreError> {
+        let Ok(pseudonym) = <[u8; 32]>::try_from(pseudonym) else {
+            return Ok(());
+        };
+        let pair = (parse_id(business_id)?, pseudonym);
+        if let Some((id, wrapped_key)) = subject {
+            let id = parse_id(&id)?;
+            subjects.insert(pair, SubjectKeys { id, wrapped_key });
+        }
+        if let Some(at) = erased_at {
+            let at = super::rows::from_naive(at);
+            let latest = erased.entry(pair).or_insert(at);
+            *latest = (*latest).max(at);
+        }
+        Ok(())
+    };
+    match conn {
+        DbConnection::Postgres(pg) => {
+            use diesel::sql_types::{Array, Binary, Bytea, Nullable, Text, Timestamp};
+            #[derive(QueryableByName)]
+            struct SubjectOf {
+                #[diesel(sql_type = Text)]
+                business_id: String,
+                #[diesel(sql_type = Binary)]
+                pseudonym: Vec<u8>,
+                #[diesel(sql_type = Text)]
+                id: String,
+                #[diesel(sql_type = Nullable<Binary>)]
+                wrapped_key: Option<Vec<u8>>,
+            }
+            #[derive(QueryableByName)]
+            struct ErasureOf {
+                #[diesel(sql_type = Text)]
+                business_id: String,
+                #[diesel(sql_type = Binary)]
+                pseudonym: Vec<u8>,
+                #[diesel(sql_type = Timestamp)]
+                erased_at: chrono::NaiveDateTime,
+            }
+            for chunk in wanted.chunks(LOOKUP_CHUNK) {
+                let businesses: Vec<String> = chunk.iter().map(|(b, _)| b.to_string()).collect();
+                let pseudonyms: Vec<Vec<u8>> = chunk.iter().map(|(_, p)| p.to_vec()).collect();
+                let rows: Vec<SubjectOf> = diesel::sql_query(
+                    "SELECT s.business_id, s.pseudonym, s.id, s.wrapped_key \
+                     FROM subjects AS s \
+                     JOIN unnest($1, $2) AS w (business_id, pseudonym) \
+                     ON s.business_id = w.business_id AND s.pseudonym = w.pseudonym",
+                )
+                .bind::<Array<Text>, _>(&businesses)
+                .bind::<Array<Bytea>, _>(&pseudonyms)
+                .load(pg)?;
+                for row in rows {
+                    found(
+                        &row.business_id,
+                        &row.pseudonym,
+                        Some((row.id, row.wrapped_key)),
+                        None,
+                    )?;
+                }
+                let rows: Vec<ErasureOf> = diesel::sql_query(
+                    "SELECT e.business_id, e.pseudonym, max(e.erased_at) AS erased_at \
+                     FROM erasures AS e \
+                     JOIN unnest($1, $2) AS w (business_id, pseudonym) \
+                     ON e.business_id = w.business_id AND e.pseudonym = w.pseudonym \
+                     GROUP BY e.business_id, e.pseudonym",
+                )
+                .bind::<Array<Text>, _>(&businesses)
+                .bind::<Array<Bytea>, _>(&pseudonyms)
+                .load(pg)?;
+                for row in rows {
+                    found(&row.business_id, &row.pseudonym, None, Some(row.erased_at))?;
+                }
             }
         }
-        let rows = erasures::table
-            .filter(erasures::business_id.eq_any(&businesses))
-            .filter(erasures::pseudonym.eq_any(&pseudonyms))
-            .select((
-                erasures::business_id,
-                erasures::pseudonym,
-                erasures::erased_at,
-            ))
-            .load::<(String, Vec<u8>, chrono::NaiveDateTime)>(conn)?;
-        for (business_id, pseudonym, at) in rows {
-            if let Some(pair) = pair(&business_id, &pseudonym)? {
-                let at = super::rows::from_naive(at);
-                let latest = erased.entry(pair).or_insert(at);
-                *latest = (*latest).max(at);
+        DbConnection::Sqlite(_) => {
+            let mut by_business: std::collections::BTreeMap<Uuid, Vec<&[u8]>> =
+                std::collections::BTreeMap::new();
+            for (business_id, pseudonym) in wanted {
+                by_business
+                    .entry(*business_id)
+                    .or_default()
+                    .push(pseudonym.as_slice());
+            }
+            for (business_id, pseudonyms) in by_business {
+                let business = business_id.to_string();
+                for chunk in pseudonyms.chunks(LOOKUP_CHUNK) {
+                    let rows = subjects::table
+                        .filter(subjects::business_id.eq(&business))
+                        .filter(subjects::pseudonym.eq_any(chunk))
+                        .select((subjects::pseudonym, subjects::id, subjects::wrapped_key))
+                        .load::<(Vec<u8>, String, Option<Vec<u8>>)>(conn)?;
+                    for (pseudonym, id, wrapped_key) in rows {
+                        found(&business, &pseudonym, Some((id, wrapped_key)), None)?;
+                    }
+                    let rows = erasures::table
+                        .filter(erasures::business_id.eq(&business))
+                        .filter(erasures::pseudonym.eq_any(chunk))
+                        .select((erasures::pseudonym, erasures::erased_at))
+                        .load::<(Vec<u8>, chrono::NaiveDateTime)>(conn)?;
+                    for (pseudonym, at) in rows {
+                        found(&business, &pseudonym, None, Some(at))?;
+                    }
+                }
             }
         }
     }

@@ -2,7 +2,11 @@
 //!
 //! - after a batch commits, its moved heads go to the checkpoint thread
 //!   ([`Checkpoints`]), which signs one when it is due, in a transaction of its
-//!   own, so signing never holds up a batch;
+//!   own, so signing never holds up a batch. Every checkpoint due at a wake-up
+//!   goes in one transaction, and wake-ups are at least [`CHECKPOINT_PAUSE`]
+//!   apart: on SQLite each such transaction is a commit (an fsync) the writer
+//!   waits behind, and at thousands of writes a second checkpoints every 100
+//!   events of many businesses came close to one commit per batch;
 //! - an unbatched write signs one in its own transaction when it is due
 //!   ([`Writer::checkpoint_if_due_in`]);
 //! - on demand ([`Writer::checkpoint_now`]) and by the periodic job
@@ -149,6 +153,11 @@ pub(super) struct Checkpoints {
 /// A head a batch committed: business, seq, hash.
 type MovedHead = (Uuid, i64, Vec<u8>);
 
+/// The least time between two checkpoint transactions of the checkpoint thread
+/// (heads moved meanwhile are taken together; a checkpoint then signs the
+/// newest head, a little later than its due count at most).
+pub(super) const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
 impl Checkpoints {
     pub(super) fn start(store: Store, checkpointer: Option<Arc<Checkpointer>>) -> Checkpoints {
         let Some(checkpointer) = checkpointer else {
@@ -168,19 +177,13 @@ impl Checkpoints {
                             newest.insert(id, (seq, hash));
                         }
                     }
-                    for (business_id, (seq, hash)) in newest {
-                        if let Err(e) = checkpoint_if_due(
-                            &store,
-                            &checkpointer,
-                            &mut last,
-                            business_id,
-                            seq,
-                            &hash,
-                        ) {
-                            // The periodic job checkpoints moved chains anyway.
-                            tracing::warn!(%business_id, error = %e, "checkpoint failed");
-                            last.remove(&business_id);
-                        }
+                    let started = std::time::Instant::now();
+                    if let Err(e) = checkpoint_due(&store, &checkpointer, &mut last, newest) {
+                        // The periodic job checkpoints moved chains anyway.
+                        tracing::warn!(error = %e, "checkpoint failed");
+                    }
+                    if let Some(rest) = CHECKPOINT_PAUSE.checked_sub(started.elapsed()) {
+                        std::thread::sleep(rest);
                     }
                 }
             })
@@ -203,32 +206,58 @@ impl Checkpoints {
     }
 }
 
-fn checkpoint_if_due(
+/// Signs a checkpoint of each of these committed heads that is due, all in one
+/// transaction (none when none is due). `last` is the last checkpointed seq per
+/// business, read from the store on first sight; on failure the businesses
+/// involved are forgotten (read again next time).
+fn checkpoint_due(
     store: &Store,
     checkpointer: &Checkpointer,
     last: &mut HashMap<Uuid, i64>,
-    business_id: Uuid,
-    seq: i64,
-    hash: &[u8],
+    newest: HashMap<Uuid, (i64, Vec<u8>)>,
 ) -> Result<(), StoreError> {
-    let mut conn = store.conn()?;
-    let previous = match last.get(&business_id) {
-        Some(previous) => *previous,
-        None => chain::last_checkpoint_seq(&mut conn, business_id)?,
-    };
-    if !checkpointer.is_due(seq, previous) {
-        last.insert(business_id, previous);
+    let mut conn = None;
+    let mut due = Vec::new();
+    for (business_id, (seq, hash)) in newest {
+        let previous = match last.get(&business_id) {
+            Some(previous) => *previous,
+            None => {
+                let conn = match &mut conn {
+                    Some(conn) => conn,
+                    None => conn.insert(store.conn()?),
+                };
+                let previous = chain::last_checkpoint_seq(conn, business_id)?;
+                last.insert(business_id, previous);
+                previous
+            }
+        };
+        if checkpointer.is_due(seq, previous) {
+            due.push((business_id, seq, hash));
+        }
+    }
+    if due.is_empty() {
         return Ok(());
     }
-    let made = store.transaction(&mut conn, |conn| {
-        // Another node (or the periodic job) may have signed this head already.
-        if chain::last_checkpoint_seq(conn, business_id)? >= seq {
-            return Ok(());
+    let conn = match &mut conn {
+        Some(conn) => conn,
+        None => conn.insert(store.conn()?),
+    };
+    let made = store.transaction(conn, |conn| {
+        for (business_id, seq, hash) in &due {
+            // Another node (or the periodic job) may have signed this head already.
+            if chain::last_checkpoint_seq(conn, *business_id)? >= *seq {
+                continue;
+            }
+            let checkpoint = checkpointer.sign(*business_id, *seq, hash, store.clock().now());
+            chain::store_checkpoint(conn, &checkpoint)?;
         }
-        let checkpoint = checkpointer.sign(business_id, seq, hash, store.clock().now());
-        chain::store_checkpoint(conn, &checkpoint)
+        Ok(())
     });
-    made?;
-    last.insert(business_id, seq);
-    Ok(())
+    for (business_id, seq, _) in &due {
+        match &made {
+            Ok(()) => last.insert(*business_id, *seq),
+            Err(_) => last.remove(business_id),
+        };
+    }
+    made
 }

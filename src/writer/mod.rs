@@ -82,10 +82,12 @@ use crate::audit::checkpoint::Checkpointer;
 use crate::audit::head::Head;
 use crate::audit::{NewEvent, StoredEvent};
 use crate::domain::Actor;
+use crate::domain::history::{Fact, SubjectHistory};
 use crate::store::audit as chain;
 use crate::store::ledger::{
     self as rows, IdempotentResponse, NewFact, NewIdempotentResponse, NewSubject, SubjectKeys,
 };
+use crate::store::rows::FactRow;
 use crate::store::{Backend, DbConnection, IdempotencyRequest, Store, StoreError, Written};
 use checkpoints::Checkpoints;
 
@@ -107,6 +109,33 @@ pub struct Committed<T> {
     /// The business's chain head after this write's events (`None` for a replay,
     /// which wrote nothing).
     pub seq: Option<i64>,
+    /// What the write's batch changed of its business, when the batch alone says
+    /// it exactly ([`Delta`]); `None` otherwise (and for a replay).
+    pub delta: Option<Arc<Delta>>,
+}
+
+/// What one committed batch changed of one business's consent state, known
+/// exactly from the rows the batch wrote: the batch moved the business's chain
+/// head from `from` to `to`, and the subjects its events name are exactly
+/// `histories`, each with its complete history (every fact it has).
+///
+/// A batch has a delta for a business only when every write of the business in
+/// it was a planned write about a number that had no subject and no erasure
+/// before the batch (a new number's opt-in, the common write): such a subject's
+/// history is the facts the batch wrote for it, nothing read from the database.
+/// Any other write of the business in the batch (a direct write, a number known
+/// before, an event about anything else) leaves it without one, and the
+/// projection catches up from the database as before.
+///
+/// So a projection that reflects the chain exactly at `from` reflects it exactly
+/// at `to` once it installs `histories` (the ledger's write-through does that
+/// instead of reading back the rows just written; see `ledger::projection`).
+#[derive(Debug)]
+pub struct Delta {
+    pub from: i64,
+    pub to: i64,
+    /// By pseudonym (the projection's key).
+    pub histories: Vec<([u8; 32], SubjectHistory)>,
 }
 
 /// What a planned write ([`Writer::write_planned`]) knows of its number at its
@@ -304,6 +333,13 @@ impl Writer {
         queue.waiting.len()
     }
 
+    /// Which writer shard (thread) the business's writes queue on: for tests
+    /// that line up writes of several businesses in one batch.
+    pub fn shard(&self, business_id: Uuid) -> usize {
+        let shards = self.shards();
+        (shard_hash(business_id) % shards.len() as u64) as usize
+    }
+
     async fn submit<T, B>(
         &self,
         business_id: Uuid,
@@ -335,7 +371,12 @@ impl Writer {
     }
 
     fn shard_of(&self, business_id: Uuid) -> &Arc<Shard> {
-        let shards = self.inner.shards.get_or_init(|| {
+        let shards = self.shards();
+        &shards[(shard_hash(business_id) % shards.len() as u64) as usize]
+    }
+
+    fn shards(&self) -> &[Arc<Shard>] {
+        self.inner.shards.get_or_init(|| {
             let count = match self.inner.store.backend() {
                 Backend::Sqlite => 1,
                 Backend::Postgres => POSTGRES_SHARDS,
@@ -348,11 +389,13 @@ impl Writer {
             (0..count)
                 .map(|i| Shard::start(i, self.inner.store.clone(), checkpoints.clone()))
                 .collect()
-        });
-        // UUID v7 starts with the time: hash the random tail.
-        let tail = u64::from_le_bytes(business_id.as_bytes()[8..].try_into().expect("8 bytes"));
-        &shards[(tail % shards.len() as u64) as usize]
+        })
     }
+}
+
+/// What picks a business's shard. UUID v7 starts with the time: the random tail.
+fn shard_hash(business_id: Uuid) -> u64 {
+    u64::from_le_bytes(business_id.as_bytes()[8..].try_into().expect("8 bytes"))
 }
 
 fn to_body<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
@@ -394,8 +437,9 @@ trait Job: Send {
     ) -> Result<(), StoreError>;
     /// The write failed (its savepoint was rolled back).
     fn fail(&mut self, error: StoreError);
-    /// Answers the caller once the batch's commit is decided.
-    fn acknowledge(self: Box<Self>, commit: Result<(), &StoreError>);
+    /// Answers the caller once the batch's commit is decided (with what the
+    /// batch changed of its business, when that is known exactly).
+    fn acknowledge(self: Box<Self>, commit: Result<(), &StoreError>, delta: Option<&Arc<Delta>>);
 }
 
 struct Pending<T, B> {
@@ -442,6 +486,7 @@ where
             self.outcome = Some(Ok(Committed {
                 written: Written::Replayed(first.clone()),
                 seq: None,
+                delta: None,
             }));
             return Ok(());
         }
@@ -450,8 +495,15 @@ where
             .take()
             .ok_or_else(|| StoreError::Internal("a write applied twice".into()))?;
         let recorded_at = head.next_recorded_at(clock_now);
+        // A planned write about a number the database knows nothing of (no
+        // subject, no erasure): what it writes is all there is of the number.
+        let mut unseen = false;
         let input = match &self.pseudonym {
-            Some(pseudonym) => Input::Found(batch.found(self.business_id, pseudonym)),
+            Some(pseudonym) => {
+                let found = batch.found(self.business_id, pseudonym);
+                unseen = found.subject.is_none() && found.erased_at.is_none();
+                Input::Found(found)
+            }
             None => Input::Conn(conn),
         };
         let (value, events, staged) = run(input, recorded_at)?;
@@ -480,6 +532,7 @@ where
         batch.stage(
             self.business_id,
             self.pseudonym.as_ref(),
+            unseen,
             staged,
             events,
             response,
@@ -488,6 +541,7 @@ where
         self.outcome = Some(Ok(Committed {
             written: Written::Fresh(value),
             seq: Some(head.seq()),
+            delta: None,
         }));
         Ok(())
     }
@@ -496,10 +550,15 @@ where
         self.outcome = Some(Err(error));
     }
 
-    fn acknowledge(self: Box<Self>, commit: Result<(), &StoreError>) {
+    fn acknowledge(self: Box<Self>, commit: Result<(), &StoreError>, delta: Option<&Arc<Delta>>) {
         let answer = match (commit, self.outcome) {
             (_, Some(Err(own))) => Err(own),
-            (Ok(()), Some(Ok(committed))) => Ok(committed),
+            (Ok(()), Some(Ok(mut committed))) => {
+                if committed.seq.is_some() {
+                    committed.delta = delta.cloned();
+                }
+                Ok(committed)
+            }
             (Err(e), Some(Ok(_))) => Err(StoreError::Unavailable(format!(
                 "the batch did not commit: {e}"
             ))),
@@ -534,6 +593,10 @@ pub(crate) fn chain_events(
         .collect()
 }
 
+/// The subjects a batch wrote for one business, by pseudonym: each one's id and
+/// complete history.
+type Histories = HashMap<[u8; 32], (Uuid, Vec<Fact>)>;
+
 /// What a batch holds besides its transaction: what it looked up for its
 /// writes, and the rows its writes made that are not inserted yet.
 ///
@@ -561,6 +624,10 @@ struct BatchState {
     responses: Vec<NewIdempotentResponse>,
     /// This batch's responses, by business and key (index into `responses`).
     answered: HashMap<(Uuid, String), usize>,
+    /// Per business of the batch: the subjects its writes touched, each with
+    /// its id and complete history, while the batch alone knows them exactly;
+    /// `None` once a write of the business touched anything else (see [`Delta`]).
+    written: HashMap<Uuid, Option<Histories>>,
 }
 
 impl BatchState {
@@ -574,6 +641,7 @@ impl BatchState {
             events: Vec::with_capacity(writes),
             responses: Vec::new(),
             answered: HashMap::new(),
+            written: HashMap::new(),
         }
     }
 
@@ -637,15 +705,18 @@ impl BatchState {
         Ok(())
     }
 
-    /// Takes in what a write that succeeded made.
+    /// Takes in what a write that succeeded made (`unseen`: a planned write
+    /// whose number had no subject and no erasure when the batch looked).
     fn stage(
         &mut self,
         business_id: Uuid,
         pseudonym: Option<&[u8; 32]>,
+        unseen: bool,
         staged: Staged,
         events: Vec<StoredEvent>,
         response: Option<NewIdempotentResponse>,
     ) {
+        self.note_written(business_id, pseudonym, unseen, &staged, &events);
         if let Some(subject) = staged.subject {
             if let Some(pseudonym) = pseudonym {
                 self.found
@@ -667,6 +738,70 @@ impl BatchState {
             );
             self.responses.push(response);
         }
+    }
+
+    /// Keeps the business's [`Delta`] exact, or gives it up: a write counts in
+    /// it only when it is a planned write whose facts and events are all about
+    /// one subject that the batch itself created (this write, for an `unseen`
+    /// number, or an earlier write of the batch).
+    fn note_written(
+        &mut self,
+        business_id: Uuid,
+        pseudonym: Option<&[u8; 32]>,
+        unseen: bool,
+        staged: &Staged,
+        events: &[StoredEvent],
+    ) {
+        let entry = self
+            .written
+            .entry(business_id)
+            .or_insert_with(|| Some(HashMap::new()));
+        let Some(subjects) = entry else { return };
+        let exact = pseudonym.and_then(|pseudonym| {
+            let subject_id = match (&staged.subject, subjects.get(pseudonym)) {
+                (Some(created), None) if unseen => created.id,
+                (None, Some((known, _))) => *known,
+                _ => return None,
+            };
+            let about_it = staged
+                .facts
+                .iter()
+                .all(|f| f.subject_id == subject_id && f.business_id == business_id)
+                && events.iter().all(|e| e.subject_id == Some(subject_id));
+            if !about_it {
+                return None;
+            }
+            // As the database will hand them back (times truncated alike).
+            let facts: Vec<Fact> = staged
+                .facts
+                .iter()
+                .map(|f| FactRow::from(f).to_fact())
+                .collect::<Result<_, _>>()
+                .ok()?;
+            Some((*pseudonym, subject_id, facts))
+        });
+        match exact {
+            Some((pseudonym, subject_id, facts)) => subjects
+                .entry(pseudonym)
+                .or_insert_with(|| (subject_id, Vec::new()))
+                .1
+                .extend(facts),
+            None => *entry = None,
+        }
+    }
+
+    /// The [`Delta`] of a business whose head the batch moved from `from` to
+    /// `to`, if the batch knows it exactly.
+    fn delta(&mut self, business_id: Uuid, from: i64, to: i64) -> Option<Arc<Delta>> {
+        let subjects = self.written.remove(&business_id)??;
+        Some(Arc::new(Delta {
+            from,
+            to,
+            histories: subjects
+                .into_iter()
+                .map(|(pseudonym, (_, facts))| (pseudonym, SubjectHistory::new(facts)))
+                .collect(),
+        }))
     }
 
     /// Inserts the staged subjects and facts (before a direct write reads the
@@ -756,10 +891,11 @@ impl Shard {
     fn run(&self, store: &Store, checkpoints: &Checkpoints) {
         let mut conn: Option<DbConnection> = None;
         while let Some(mut batch) = self.next_batch() {
+            let mut deltas = HashMap::new();
             let committed = match conn.as_mut() {
-                Some(c) => commit_batch(store, c, &mut batch),
+                Some(c) => commit_batch(store, c, &mut batch, &mut deltas),
                 None => match store.writer_connection() {
-                    Ok(c) => commit_batch(store, conn.insert(c), &mut batch),
+                    Ok(c) => commit_batch(store, conn.insert(c), &mut batch, &mut deltas),
                     Err(e) => Err(e),
                 },
             };
@@ -779,7 +915,8 @@ impl Shard {
             }
             let commit = committed.as_ref().map(|_| ());
             for job in batch {
-                job.acknowledge(commit);
+                let delta = deltas.get(&job.business_id());
+                job.acknowledge(commit, delta);
             }
         }
     }
@@ -787,14 +924,17 @@ impl Shard {
 
 /// One group commit: the batch's heads locked (one statement, in sorted order),
 /// each write applied in turn (a direct one in its own savepoint), everything
-/// staged inserted, each moved head stored once, one commit. Returns the moved
-/// heads.
+/// staged inserted, the moved heads stored (one statement on PostgreSQL), one
+/// commit. Returns the moved heads; `deltas` gets the [`Delta`] of each
+/// business that has one (it counts only once the commit succeeded).
 fn commit_batch(
     store: &Store,
     conn: &mut DbConnection,
     batch: &mut [Box<dyn Job>],
+    deltas: &mut HashMap<Uuid, Arc<Delta>>,
 ) -> Result<Vec<Head>, StoreError> {
     store.transaction(conn, |conn| {
+        deltas.clear();
         let ids: Vec<Uuid> = batch.iter().map(|job| job.business_id()).collect();
         // No head, no business: its writes fail alone below.
         let mut heads: HashMap<Uuid, (i64, Head)> = chain::lock_heads(conn, &ids)?
@@ -835,10 +975,14 @@ fn commit_batch(
         let mut moved = Vec::new();
         for (start, head) in heads.into_values() {
             if head.seq() != start {
-                chain::save_head(conn, &head.to_row())?;
+                if let Some(delta) = state.delta(head.business_id(), start, head.seq()) {
+                    deltas.insert(head.business_id(), delta);
+                }
                 moved.push(head);
             }
         }
+        let rows: Vec<_> = moved.iter().map(Head::to_row).collect();
+        chain::save_heads(conn, &rows)?;
         Ok(moved)
     })
 }

@@ -5,8 +5,8 @@
 use consentgate::audit::{EventType, NewEvent};
 use consentgate::domain::Actor;
 use consentgate::store::StoreError;
-use consentgate::store::ledger::{self as rows, NewSubject};
-use consentgate::writer::Writer;
+use consentgate::store::ledger::{self as rows, FactKind, NewFact, NewSubject};
+use consentgate::writer::{Committed, Staged, Writer};
 use futures_util::future::join_all;
 use serde_json::json;
 use uuid::Uuid;
@@ -22,6 +22,9 @@ backend_tests!(
     one_batch_sees_its_own_earlier_writes,
     one_batch_answers_a_repeated_idempotency_key_once,
     an_opt_in_refused_in_a_batch_fails_alone,
+    a_batch_of_new_numbers_hands_the_projection_what_a_load_reads,
+    a_batch_with_any_other_write_hands_no_delta,
+    new_numbers_of_several_businesses_in_one_batch_keep_their_own_chains_and_deltas,
 );
 
 fn pseudonym(i: u8) -> [u8; 32] {
@@ -591,4 +594,346 @@ async fn an_opt_in_refused_in_a_batch_fails_alone(app: TestApp) {
     assert_eq!(events.len(), before + 2, "the refused write left no event");
     let report = app.writer.verify_chain(business_id).await.unwrap();
     assert!(report.valid, "{report:?}");
+}
+
+// ---- what a batch hands the projection ------------------------------------------
+
+/// Queues, in the background, an opt-in-like planned write of number `n` (a
+/// pseudonym of its own) on the service's writer, and waits until it is queued.
+/// It creates the number's subject when the batch knows none.
+async fn queue_planned_opt_in(
+    app: &TestApp,
+    business_id: Uuid,
+    n: u8,
+) -> tokio::sync::oneshot::Receiver<Result<Committed<u8>, StoreError>> {
+    let before = app.writer.waiting(business_id);
+    let writer = app.writer.clone();
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    actix_web::rt::spawn(async move {
+        let committed = writer
+            .write_planned(
+                business_id,
+                Actor::Operator,
+                None,
+                pseudonym(n),
+                move |found, now| {
+                    let (subject_id, subject) = match found.subject {
+                        Some(known) => (known.id, None),
+                        None => {
+                            let id = Uuid::now_v7();
+                            let subject = NewSubject {
+                                id,
+                                business_id,
+                                pseudonym: pseudonym(n),
+                                wrapped_key: vec![n; 8],
+                                sealed_phone: vec![n],
+                                created_at: now,
+                            };
+                            (id, Some(subject))
+                        }
+                    };
+                    let fact = NewFact {
+                        categories: Some(vec!["utility".into()]),
+                        channel: Some("web".into()),
+                        evidence: Some(vec![n; 16]),
+                        ..NewFact::new(
+                            FactKind::OptIn,
+                            business_id,
+                            subject_id,
+                            now - chrono::Duration::minutes(1),
+                            now,
+                        )
+                    };
+                    let event = NewEvent::about(
+                        EventType::OptInRecorded,
+                        subject_id,
+                        json!({"opt_in_id": fact.id}),
+                    );
+                    let staged = Staged {
+                        subject,
+                        facts: vec![fact],
+                    };
+                    Ok((n, vec![event], staged))
+                },
+            )
+            .await;
+        let _ = answer.send(committed);
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.writer.waiting(business_id) == before {
+        assert!(std::time::Instant::now() < deadline, "the write was queued");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    answered
+}
+
+async fn committed<T>(
+    pending: tokio::sync::oneshot::Receiver<Result<Committed<T>, StoreError>>,
+) -> Committed<T> {
+    pending
+        .await
+        .expect("the write was answered")
+        .expect("the write committed")
+}
+
+fn whatsapp_eu() -> std::sync::Arc<consentgate::policy::Policy> {
+    consentgate::policy::PolicySet::shipped()
+        .get("whatsapp-eu")
+        .expect("a shipped policy")
+}
+
+/// Every decision of the view about these numbers, at `now`.
+fn decisions(
+    view: &consentgate::ledger::projection::BusinessView,
+    numbers: &[u8],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<(u8, String, bool, consentgate::policy::Decision)> {
+    let mut out = Vec::new();
+    for &n in numbers {
+        for category in view.policy().categories() {
+            let decision = view.decide(&pseudonym(n), &category, Some(31), now);
+            out.push((
+                n,
+                category.as_str().to_owned(),
+                view.contains(&pseudonym(n)),
+                decision,
+            ));
+        }
+    }
+    out
+}
+
+async fn a_batch_of_new_numbers_hands_the_projection_what_a_load_reads(app: TestApp) {
+    let biz = app.create_business("Acme", "whatsapp-eu").await;
+    let business_id: Uuid = biz.id.parse().unwrap();
+    let policy = whatsapp_eu();
+    // A node's projection, exactly at the head before the batch.
+    let ledger = app.ledger_on(app.writer.clone());
+    let projection = ledger.projection();
+    let view = projection.fresh(business_id, &policy).await.unwrap();
+    let from = view.applied();
+    let release = hold_the_writer(&app, business_id).await;
+    // Numbers 1, 2 and 3, and 2 again (it finds the subject the batch made).
+    let mut pending = Vec::new();
+    for n in [1, 2, 3, 2] {
+        pending.push(queue_planned_opt_in(&app, business_id, n).await);
+    }
+    drop(release);
+    let mut answers = Vec::new();
+    for p in pending {
+        answers.push(committed(p).await);
+    }
+    let seqs: Vec<i64> = answers.iter().map(|c| c.seq.unwrap()).collect();
+    assert_eq!(
+        seqs,
+        vec![from + 1, from + 2, from + 3, from + 4],
+        "in order"
+    );
+    let delta = answers[0].delta.clone().expect("new numbers only: a delta");
+    for c in &answers {
+        let other = c.delta.as_ref().expect("every write of the batch has it");
+        assert!(std::sync::Arc::ptr_eq(&delta, other), "one delta per batch");
+    }
+    assert_eq!((delta.from, delta.to), (from, from + 4));
+    let mut facts: Vec<(u8, usize)> = delta
+        .histories
+        .iter()
+        .map(|(p, h)| (p[0], h.facts.len()))
+        .collect();
+    facts.sort_unstable();
+    assert_eq!(
+        facts,
+        vec![(1, 1), (2, 2), (3, 1)],
+        "each number's whole history"
+    );
+
+    // Installed, it is what a projection loaded from the database holds.
+    projection
+        .refresh_to(business_id, &policy, from + 4, Some(&delta))
+        .await;
+    assert_eq!(view.applied(), from + 4);
+    assert_eq!(projection.installed_from_batches(), 1, "no read-back");
+    let loaded_ledger = app.ledger_on(Writer::new(app.store.clone()));
+    let loaded = loaded_ledger
+        .projection()
+        .fresh(business_id, &policy)
+        .await
+        .unwrap();
+    assert_eq!(loaded.applied(), from + 4);
+    let now = chrono::Utc::now();
+    let numbers = [1, 2, 3, 4];
+    assert_eq!(
+        decisions(&view, &numbers, now),
+        decisions(&loaded, &numbers, now)
+    );
+    assert!(
+        decisions(&view, &[1], now).iter().any(|(.., d)| d.allowed),
+        "the opt-in is in force"
+    );
+
+    // A view that is not exactly at the batch's start catches up instead.
+    let behind = app.ledger_on(Writer::new(app.store.clone()));
+    let stale_delta = consentgate::writer::Delta {
+        from: from + 1,
+        to: from + 4,
+        histories: Vec::new(),
+    };
+    let view = behind
+        .projection()
+        .fresh(business_id, &policy)
+        .await
+        .unwrap();
+    assert_eq!(view.applied(), from + 4);
+    behind
+        .projection()
+        .refresh_to(business_id, &policy, from + 4, Some(&stale_delta))
+        .await;
+    assert_eq!(behind.projection().installed_from_batches(), 0);
+    assert_eq!(
+        decisions(&view, &numbers, now),
+        decisions(&loaded, &numbers, now)
+    );
+}
+
+async fn a_batch_with_any_other_write_hands_no_delta(app: TestApp) {
+    let biz = app.create_business("Acme", "whatsapp-eu").await;
+    let business_id: Uuid = biz.id.parse().unwrap();
+    // Number 7 is known before the batch.
+    let release = hold_the_writer(&app, business_id).await;
+    let known = queue_planned_opt_in(&app, business_id, 7).await;
+    drop(release);
+    assert!(committed(known).await.delta.is_some());
+
+    // A number known before the batch: its history is not all in the batch.
+    let release = hold_the_writer(&app, business_id).await;
+    let new = queue_planned_opt_in(&app, business_id, 1).await;
+    let again = queue_planned_opt_in(&app, business_id, 7).await;
+    drop(release);
+    let (new, again) = (committed(new).await, committed(again).await);
+    assert!(
+        new.delta.is_none() && again.delta.is_none(),
+        "a known number"
+    );
+
+    // A direct write: it may have changed anything.
+    let release = hold_the_writer(&app, business_id).await;
+    let new = queue_planned_opt_in(&app, business_id, 2).await;
+    let before = app.writer.waiting(business_id);
+    let writer = app.writer.clone();
+    let direct =
+        actix_web::rt::spawn(
+            async move { subject_write(&writer, business_id, 3, false, false).await },
+        );
+    while app.writer.waiting(business_id) == before {
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    drop(release);
+    let new = committed(new).await;
+    assert!(matches!(direct.await.unwrap(), Ok(Some(_))));
+    assert!(new.delta.is_none(), "a direct write in the batch");
+
+    // The projection still ends up exact (it catches up).
+    let policy = whatsapp_eu();
+    let ledger = app.ledger_on(Writer::new(app.store.clone()));
+    let view = ledger
+        .projection()
+        .fresh(business_id, &policy)
+        .await
+        .unwrap();
+    assert!(view.contains(&pseudonym(2)) && view.contains(&pseudonym(3)));
+    let report = app.writer.verify_chain(business_id).await.unwrap();
+    assert!(report.valid, "{report:?}");
+}
+
+async fn new_numbers_of_several_businesses_in_one_batch_keep_their_own_chains_and_deltas(
+    app: TestApp,
+) {
+    let a = app.create_business("A", "whatsapp-eu").await;
+    let a_id: Uuid = a.id.parse().unwrap();
+    let policy = whatsapp_eu();
+    let ledger = app.ledger_on(app.writer.clone());
+    let projection = ledger.projection();
+    // Businesses on A's writer shard (all of them on SQLite).
+    let mut others = Vec::new();
+    for i in 0..12 {
+        let b = app.create_business(&format!("B{i}"), "whatsapp-eu").await;
+        if app.writer.shard(b.id.parse().unwrap()) == app.writer.shard(a_id) {
+            others.push(b);
+        }
+        if others.len() == 3 {
+            break;
+        }
+    }
+    assert!(!others.is_empty(), "some business shares A's shard");
+    let mut froms = std::collections::HashMap::new();
+    for id in std::iter::once(a_id).chain(others.iter().map(|b| b.id.parse().unwrap())) {
+        let view = projection.fresh(id, &policy).await.unwrap();
+        froms.insert(id, view.applied());
+    }
+    let release = hold_the_writer(&app, a_id).await;
+    let mut pending = vec![(a_id, queue_planned_opt_in(&app, a_id, 1).await)];
+    for (i, b) in others.iter().enumerate() {
+        let b_id: Uuid = b.id.parse().unwrap();
+        for n in 0..3u8 {
+            pending.push((
+                b_id,
+                queue_planned_opt_in(&app, b_id, 10 * i as u8 + n).await,
+            ));
+        }
+        pending.push((a_id, queue_planned_opt_in(&app, a_id, 100 + i as u8).await));
+    }
+    drop(release);
+    let mut answers = Vec::new();
+    for (id, p) in pending {
+        answers.push((id, committed(p).await));
+    }
+    for (id, c) in &answers {
+        let delta = c.delta.as_ref().expect("new numbers only");
+        assert_eq!(delta.from, froms[id], "the batch started at the head");
+        projection
+            .refresh_to(*id, &policy, c.seq.unwrap(), Some(delta))
+            .await;
+    }
+    assert_eq!(
+        projection.installed_from_batches(),
+        froms.len() as u64,
+        "one install per business"
+    );
+    let loaded = app.ledger_on(Writer::new(app.store.clone()));
+    let now = chrono::Utc::now();
+    let numbers: Vec<u8> = (0..40).chain(100..104).collect();
+    for (id, from) in &froms {
+        let business = id.to_string();
+        let seqs: Vec<i64> = app
+            .audit_events(&business)
+            .await
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as i64).collect::<Vec<_>>(),
+            "contiguous"
+        );
+        let mine: Vec<i64> = answers
+            .iter()
+            .filter(|(b, _)| b == id)
+            .map(|(_, c)| c.seq.unwrap())
+            .collect();
+        assert_eq!(
+            mine,
+            (from + 1..=from + mine.len() as i64).collect::<Vec<_>>(),
+            "each business's writes took its next seqs"
+        );
+        let report = app.writer.verify_chain(*id).await.unwrap();
+        assert!(report.valid, "{report:?}");
+        let view = projection.fresh(*id, &policy).await.unwrap();
+        let fresh = loaded.projection().fresh(*id, &policy).await.unwrap();
+        assert_eq!(view.applied(), fresh.applied());
+        assert_eq!(
+            decisions(&view, &numbers, now),
+            decisions(&fresh, &numbers, now),
+            "business {id}"
+        );
+    }
 }
