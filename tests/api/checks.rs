@@ -106,6 +106,24 @@ async fn a_check_fails_closed_when_postgresql_goes_away() {
     .execute(&mut admin)
     .unwrap();
 
+    // Under its lease the node's memory stays provably fresh while PostgreSQL is
+    // gone (no other node can acknowledge a withdrawal without its answer or its
+    // lease running out), until its listener notices the lost connection: the
+    // next poll or renewal, 20 to 200 ms; and never past the lease's trusted
+    // time. From then on every check fails closed.
+    let deadline = std::time::Instant::now() + consentgate::store::lease::TRUSTED;
+    loop {
+        let res = app.post("/v1/checks", Some(&biz.key), &body).await;
+        if res.status == 503 {
+            break;
+        }
+        assert_eq!(res.body["allowed"], true, "{}", res.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still answering from memory after the lease's trusted time"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     for _ in 0..3 {
         let res = app.post("/v1/checks", Some(&biz.key), &body).await;
         res.assert_problem(503, "unavailable");
