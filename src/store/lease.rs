@@ -338,16 +338,21 @@ fn notify(conn: &mut diesel::PgConnection, channel: &str, payload: &str) -> Quer
         .execute(conn)
 }
 
-/// Takes (or takes again) the lease: a new row or a fenced one made live.
-fn register(conn: &mut diesel::PgConnection, node_id: Uuid) -> QueryResult<usize> {
+/// Takes (or takes again) the lease: a new row or a fenced one made live, and a
+/// new epoch (nothing known is trusted until then, and nothing from before).
+fn register(conn: &mut diesel::PgConnection, shared: &Shared) -> QueryResult<()> {
+    shared.distrust();
+    let sent = shared.now();
     diesel::sql_query(format!(
         "INSERT INTO consentgate_nodes (node_id, lease_until, fenced) \
          VALUES ($1, {NOW_US} + {}, FALSE) \
          ON CONFLICT (node_id) DO UPDATE SET lease_until = EXCLUDED.lease_until, fenced = FALSE",
         LEASE.as_micros()
     ))
-    .bind::<Text, _>(node_id.to_string())
-    .execute(conn)
+    .bind::<Text, _>(shared.node_id.to_string())
+    .execute(conn)?;
+    shared.renewed(sent);
+    Ok(())
 }
 
 /// Renews a lease nobody fenced: 0 rows when it was fenced (or removed).
@@ -389,10 +394,7 @@ fn listen(shared: &Shared, manager: &ConnectionManager) {
             // A process that only writes (the CLI) listens for answers but holds
             // no lease: nobody waits for it.
             if !registered && shared.checking.load(Ordering::Acquire) {
-                let sent = shared.now();
-                register(pg(db)?, shared.node_id)?;
-                shared.distrust();
-                shared.renewed(sent);
+                register(pg(db)?, shared)?;
                 registered = true;
                 last_renewal = Instant::now();
             }
@@ -403,10 +405,7 @@ fn listen(shared: &Shared, manager: &ConnectionManager) {
                     shared.renewed(sent);
                 } else {
                     // Fenced by a writer that waited for us in vain: start again.
-                    shared.distrust();
-                    let sent = shared.now();
-                    register(c, shared.node_id)?;
-                    shared.renewed(sent);
+                    register(c, shared)?;
                     tracing::info!(
                         "this node's lease was fenced by another node; known heads are read again"
                     );

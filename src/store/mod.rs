@@ -437,12 +437,8 @@ impl Store {
         Ok(seq)
     }
 
-    /// The business's chain head, read through the fence now (PostgreSQL; on
-    /// SQLite what this process committed).
+    /// PostgreSQL: the business's chain head, read through the fence now.
     async fn read_head(&self, business_id: Uuid) -> Result<i64, StoreError> {
-        if self.backend == Backend::Sqlite {
-            return self.watermarks.head(self.id, business_id);
-        }
         self.fence
             .get_or_init(|| fence::Fence::start(self.manager.clone()))
             .head(business_id)

@@ -371,8 +371,7 @@ impl Writer {
     }
 
     fn shard_of(&self, business_id: Uuid) -> &Arc<Shard> {
-        let shards = self.shards();
-        &shards[(shard_hash(business_id) % shards.len() as u64) as usize]
+        &self.shards()[self.shard(business_id)]
     }
 
     fn shards(&self) -> &[Arc<Shard>] {

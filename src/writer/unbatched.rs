@@ -51,12 +51,12 @@ impl Writer {
             + 'static,
     {
         let this = self.clone();
-        let value = self
+        let (value, seq) = self
             .store()
-            .run(move |conn| this.write_unbatched_blocking(conn, business_id, actor, change))
+            .run(move |conn| this.write_unbatched_at(conn, business_id, actor, change))
             .await?;
         // Acknowledged once every node knows it (`store::lease`).
-        self.store().propagate(business_id, None).await?;
+        self.store().propagate(business_id, Some(seq)).await?;
         Ok(value)
     }
 
@@ -71,6 +71,22 @@ impl Writer {
     where
         F: FnOnce(&mut DbConnection, DateTime<Utc>) -> Result<(T, Vec<NewEvent>), StoreError>,
     {
+        self.write_unbatched_at(conn, business_id, actor, change)
+            .map(|(value, _)| value)
+    }
+
+    /// [`Writer::write_unbatched_blocking`], also answering the chain head the
+    /// write committed.
+    fn write_unbatched_at<T, F>(
+        &self,
+        conn: &mut DbConnection,
+        business_id: Uuid,
+        actor: Actor,
+        change: F,
+    ) -> Result<(T, i64), StoreError>
+    where
+        F: FnOnce(&mut DbConnection, DateTime<Utc>) -> Result<(T, Vec<NewEvent>), StoreError>,
+    {
         let store = self.store();
         let (value, head) = store.transaction(conn, |conn| {
             let mut head = Head::from(chain::lock_head(conn, business_id)?);
@@ -80,7 +96,7 @@ impl Writer {
             Ok((value, head))
         })?;
         store.committed(business_id, head.seq());
-        Ok(value)
+        Ok((value, head.seq()))
     }
 
     /// Chains `events` after `head` (moving it), inserts them, stores the head
