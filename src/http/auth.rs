@@ -304,6 +304,7 @@ impl FromRequest for Principal {
     type Future = LocalBoxFuture<'static, Result<Principal, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let request = req.clone();
         let authorization = authorization(req);
         let auth = req.app_data::<web::Data<Authenticator>>().cloned();
         let throttle = req.app_data::<web::Data<Throttle>>().cloned();
@@ -320,12 +321,8 @@ impl FromRequest for Principal {
             };
             match outcome {
                 Ok(principal) => {
-                    // On the request's span (`observe`): every line of the request
-                    // names its business.
-                    tracing::Span::current().record(
-                        "business_id",
-                        tracing::field::display(principal.business_id),
-                    );
+                    // Every line of the request names its business (`observe`).
+                    super::observe::note_business(&request, principal.business_id);
                     throttle.after_success(principal.key_id)?;
                     Ok(principal)
                 }

@@ -100,6 +100,15 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// What went wrong on the server's side (a 503's or a 500's cause, for the
+    /// log: never in a response body); `None` for the client's errors.
+    pub fn server_cause(&self) -> Option<&str> {
+        match self {
+            ApiError::Unavailable(cause) | ApiError::Internal(cause) => Some(cause),
+            _ => None,
+        }
+    }
+
     /// One invalid field.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
         ApiError::Validation(vec![FieldError::new(field, message)])
@@ -250,14 +259,9 @@ impl ResponseError for ApiError {
         }
     }
 
+    /// Logs nothing: the cause of a 503 or a 500 is logged by `observe`, with the
+    /// request's id and business, from the error the response carries.
     fn error_response(&self) -> HttpResponse {
-        match self {
-            ApiError::Unavailable(cause) => {
-                tracing::warn!(cause = %cause, "answering 503")
-            }
-            ApiError::Internal(cause) => tracing::error!(cause = %cause, "answering 500"),
-            _ => {}
-        }
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON)));
         match self {

@@ -15,6 +15,7 @@
 
 use std::time::Instant;
 
+use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
@@ -227,7 +228,34 @@ fn request_id(req: &ServiceRequest) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
+/// The business a request authenticated as, kept on the request for its log line
+/// when the request has no span to carry it (a single check, see [`observe`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestBusiness(pub uuid::Uuid);
+
+/// Notes the authenticated business on the request's span, or, when the request
+/// has none (a single check logged at `info`), on the request itself.
+pub fn note_business(req: &actix_web::HttpRequest, business_id: uuid::Uuid) {
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        req.extensions_mut().insert(RequestBusiness(business_id));
+    } else {
+        span.record("business_id", tracing::field::display(business_id));
+    }
+}
+
 /// The observing middleware (used with `actix_web::middleware::from_fn`).
+///
+/// Every request runs in a span naming its id, method and business, so every line
+/// logged while it is answered names them too. Except a single check
+/// ([`QUIET_ROUTE`]): asked before every message sent, its span is at `debug`,
+/// like its answered line, because creating an `info` span (the fields are
+/// formatted at once) cost about a tenth of the route's instructions
+/// (BENCHMARKS.md). Under the default filter a check has no span: its failures
+/// still get one `info` line, and a 5xx its cause line, each naming the request
+/// id and the business itself. That is why the cause of a 503 or a 500 is logged
+/// here, from the error the response carries, rather than where the error is
+/// turned into a response (outside any span).
 pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -236,14 +264,23 @@ pub async fn observe(
     let id = request_id(&req);
     let method = method_label(req.method());
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        // Display, not Debug: Debug escapes a `&str` character by character.
-        method = %method,
-        // Recorded by authentication (`http::auth`) for business endpoints.
-        business_id = tracing::field::Empty,
-    );
+    let span = if req.path() == QUIET_ROUTE {
+        tracing::debug_span!(
+            "request",
+            request_id = %id,
+            method = %method,
+            business_id = tracing::field::Empty,
+        )
+    } else {
+        tracing::info_span!(
+            "request",
+            request_id = %id,
+            // Display, not Debug: Debug escapes a `&str` character by character.
+            method = %method,
+            // Recorded by authentication (`http::auth`) for business endpoints.
+            business_id = tracing::field::Empty,
+        )
+    };
     let mut res = next.call(req).instrument(span.clone()).await?;
     let route = res
         .request()
@@ -256,17 +293,46 @@ pub async fn observe(
     if let Some(metrics) = metrics {
         metrics.observe(method, route, status, seconds);
     }
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        res.headers_mut().insert(REQUEST_ID, value);
-    }
     let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    // Without a span, the lines name the request and its business themselves.
+    let (request_id, business_id) = if span.is_disabled() {
+        let business = res.request().extensions().get::<RequestBusiness>().copied();
+        (
+            Some(id.as_str()),
+            business.map(|b| tracing::field::display(b.0)),
+        )
+    } else {
+        (None, None)
+    };
+    let cause = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<ApiError>())
+        .and_then(ApiError::server_cause);
     span.in_scope(|| {
+        match cause {
+            Some(cause) if status == 503 => {
+                tracing::warn!(request_id, business_id, cause, "answering 503")
+            }
+            Some(cause) => tracing::error!(request_id, business_id, cause, "answering 500"),
+            None => {}
+        }
         if quiet {
             tracing::debug!(route = QUIET_ROUTE, status, latency_us, "request answered");
         } else {
-            tracing::info!(route, status, latency_us, "request answered");
+            tracing::info!(
+                request_id,
+                business_id,
+                route,
+                status,
+                latency_us,
+                "request answered"
+            );
         }
     });
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, value);
+    }
     Ok(res)
 }
 
@@ -299,9 +365,11 @@ pub fn ensure_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHand
         && status != StatusCode::SERVICE_UNAVAILABLE
         && answers_a_decision(&res)
     {
-        let problem = actix_web::ResponseError::error_response(&ApiError::Unavailable(format!(
-            "a check failed with status {status}"
-        )));
+        let cause = match res.response().error() {
+            Some(error) => format!("a check failed with status {status}: {error}"),
+            None => format!("a check failed with status {status}"),
+        };
+        let problem = actix_web::HttpResponse::from_error(ApiError::Unavailable(cause));
         let (req, _) = res.into_parts();
         return Ok(ErrorHandlerResponse::Response(
             ServiceResponse::new(req, problem).map_into_right_body(),
@@ -315,9 +383,178 @@ pub fn ensure_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHand
     if is_rendered {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
-    let problem = actix_web::ResponseError::error_response(&ApiError::from_status(res.status()));
+    let problem = actix_web::HttpResponse::from_error(ApiError::from_status(res.status()));
     let (req, _) = res.into_parts();
     Ok(ErrorHandlerResponse::Response(
         ServiceResponse::new(req, problem).map_into_right_body(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use actix_web::middleware::{ErrorHandlers, from_fn};
+    use actix_web::{App, HttpRequest, HttpResponse, test, web};
+
+    use super::*;
+
+    /// Log lines written while `f` runs, filtered at `filter`, as JSON values.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn lines(&self) -> Vec<serde_json::Value> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        }
+    }
+
+    const BUSINESS: uuid::Uuid = uuid::Uuid::from_u128(0x0123_4567_89ab_7def_8123_4567_89ab_cdef);
+
+    async fn failing_check(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+        note_business(&req, BUSINESS);
+        Err(ApiError::Unavailable("the store went away".into()))
+    }
+
+    async fn answered_check(req: HttpRequest) -> HttpResponse {
+        note_business(&req, BUSINESS);
+        HttpResponse::Ok().finish()
+    }
+
+    async fn failing_other(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+        note_business(&req, BUSINESS);
+        Err(ApiError::Internal("a bug".into()))
+    }
+
+    /// Sends one request with this id through `observe` to an app of the three
+    /// handlers, logging at `filter`; returns the lines logged.
+    async fn logged(filter: &str, method: &str, path: &str, id: &str) -> Vec<serde_json::Value> {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let app = test::init_service(
+            App::new()
+                .wrap(ErrorHandlers::new().default_handler(ensure_problem))
+                .wrap(from_fn(observe))
+                .route(QUIET_ROUTE, web::post().to(failing_check))
+                .route(QUIET_ROUTE, web::get().to(answered_check))
+                .route("/v1/opt-ins", web::post().to(failing_other)),
+        )
+        .await;
+        let req = test::TestRequest::default()
+            .method(Method::from_bytes(method.as_bytes()).unwrap())
+            .uri(path)
+            .insert_header((REQUEST_ID, id))
+            .to_request();
+        let res = test::call_service(&app, req).await;
+        assert_eq!(res.headers().get(REQUEST_ID).unwrap(), id);
+        captured.lines()
+    }
+
+    fn line<'a>(lines: &'a [serde_json::Value], message: &str) -> &'a serde_json::Value {
+        lines
+            .iter()
+            .find(|l| l["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no line {message:?} in {lines:?}"))
+    }
+
+    #[actix_web::test]
+    async fn a_failed_check_without_a_span_names_its_request_business_and_cause() {
+        let lines = logged("info", "POST", QUIET_ROUTE, "check-1").await;
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let cause = line(&lines, "answering 503");
+        assert_eq!(cause["level"], "WARN");
+        assert_eq!(cause["fields"]["request_id"], "check-1");
+        assert_eq!(cause["fields"]["business_id"], BUSINESS.to_string());
+        assert_eq!(cause["fields"]["cause"], "the store went away");
+        assert!(cause.get("span").is_none(), "no span at info: {cause}");
+        let answered = line(&lines, "request answered");
+        assert_eq!(answered["level"], "INFO");
+        assert_eq!(answered["fields"]["request_id"], "check-1");
+        assert_eq!(answered["fields"]["business_id"], BUSINESS.to_string());
+        assert_eq!(answered["fields"]["status"], 503);
+    }
+
+    #[actix_web::test]
+    async fn an_answered_check_logs_nothing_at_info_and_its_span_at_debug() {
+        assert_eq!(logged("info", "GET", QUIET_ROUTE, "check-2").await.len(), 0);
+        let lines = logged("debug", "GET", QUIET_ROUTE, "check-3").await;
+        let answered = line(&lines, "request answered");
+        assert_eq!(answered["level"], "DEBUG");
+        assert_eq!(answered["span"]["request_id"], "check-3");
+        assert_eq!(answered["span"]["business_id"], BUSINESS.to_string());
+        assert!(answered["fields"].get("request_id").is_none(), "{answered}");
+    }
+
+    #[actix_web::test]
+    async fn other_routes_name_request_and_business_on_their_span() {
+        let lines = logged("info", "POST", "/v1/opt-ins", "write-1").await;
+        let cause = line(&lines, "answering 500");
+        assert_eq!(cause["level"], "ERROR");
+        assert_eq!(cause["fields"]["cause"], "a bug");
+        assert_eq!(cause["span"]["request_id"], "write-1");
+        assert_eq!(cause["span"]["business_id"], BUSINESS.to_string());
+        let answered = line(&lines, "request answered");
+        assert_eq!(answered["span"]["request_id"], "write-1");
+        assert!(answered["fields"].get("request_id").is_none(), "{answered}");
+    }
+
+    #[actix_web::test]
+    async fn a_check_failing_with_a_500_is_logged_as_the_503_it_answers() {
+        // The check route answers 503 for any server failure (`ensure_problem`);
+        // the original cause is kept on the line.
+        async fn broken(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+            note_business(&req, BUSINESS);
+            Err(ApiError::Internal("a bug in a check".into()))
+        }
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter("info")
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let app = test::init_service(
+            App::new()
+                .wrap(ErrorHandlers::new().default_handler(ensure_problem))
+                .wrap(from_fn(observe))
+                .route(QUIET_ROUTE, web::post().to(broken)),
+        )
+        .await;
+        let req = test::TestRequest::post().uri(QUIET_ROUTE).to_request();
+        let res = test::call_service(&app, req).await;
+        assert_eq!(res.status(), 503);
+        let lines = captured.lines();
+        let cause = line(&lines, "answering 503");
+        assert!(
+            cause["fields"]["cause"]
+                .as_str()
+                .unwrap()
+                .contains("a bug in a check"),
+            "{cause}"
+        );
+        assert_eq!(cause["fields"]["business_id"], BUSINESS.to_string());
+    }
 }
