@@ -135,6 +135,17 @@ fn find(
         }
         hashed = Some((candidate.as_str(), pseudonym));
     }
+    parse_unknown(view, raw, default_region, hashed)
+}
+
+/// The rest of [`find`] for a number not found by its E.164 text (`hashed`: that
+/// text and its pseudonym, when the input was E.164).
+fn parse_unknown(
+    view: &BusinessView,
+    raw: &str,
+    default_region: Option<&str>,
+    hashed: Option<(&str, [u8; 32])>,
+) -> Result<([u8; 32], u16), PhoneError> {
     let phone = Phone::parse(raw, default_region)?;
     let pseudonym = match hashed {
         // The same text: the same keyed hash, already computed.
@@ -142,6 +153,29 @@ fn find(
         _ => view.pseudonym_key().pseudonym(&phone),
     };
     Ok((pseudonym, phone.calling_code()))
+}
+
+/// The live decision for one number: [`find`] and `decide`, with one lookup of
+/// the index when the number is known and written in E.164.
+fn decide_one_live(
+    view: &BusinessView,
+    raw: &str,
+    default_region: Option<&str>,
+    category: &Category,
+    now: DateTime<Utc>,
+) -> Result<Decision, PhoneError> {
+    let mut hashed = None;
+    let candidate = E164Candidate::recognise(raw.trim());
+    if let Some(candidate) = &candidate {
+        let pseudonym = view.pseudonym_key().pseudonym_of_candidate(candidate);
+        let code = Some(candidate.calling_code());
+        if let Some(decision) = view.decide_known(&pseudonym, category, code, now) {
+            return Ok(decision);
+        }
+        hashed = Some((candidate.as_str(), pseudonym));
+    }
+    let (pseudonym, calling_code) = parse_unknown(view, raw, default_region, hashed)?;
+    Ok(view.decide(&pseudonym, category, Some(calling_code), now))
 }
 
 impl Ledger {
@@ -160,10 +194,9 @@ impl Ledger {
         let (decision, evaluated_at, as_of) = match as_of {
             None => {
                 let view = self.fresh_view(caller).await?;
-                let (pseudonym, calling_code) =
-                    find(&view, raw, default_region).map_err(CheckError::InvalidPhone)?;
                 let now = self.store.clock().now();
-                let decision = view.decide(&pseudonym, category, Some(calling_code), now);
+                let decision = decide_one_live(&view, raw, default_region, category, now)
+                    .map_err(CheckError::InvalidPhone)?;
                 (decision, now, now)
             }
             Some(as_of) => {
@@ -197,7 +230,7 @@ impl Ledger {
             price: decision.price.map(PriceEstimate::from),
             window_expires_at: decision.window_expires_at,
             policy: PolicyRef::of(&caller.policy),
-            decision_id: Uuid::now_v7(),
+            decision_id: crate::domain::hot_v7(),
             evaluated_at,
             as_of,
         })

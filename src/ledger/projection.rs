@@ -200,23 +200,31 @@ impl Index {
     }
 
     fn verdict(&self, key: &[u8; 16], index: usize) -> (Verdict, bool, Option<DateTime<Utc>>) {
-        let Some(position) = self.find(key) else {
-            return (Verdict::default(), false, None);
-        };
+        self.known_verdict(key, index)
+            .unwrap_or((Verdict::default(), false, None))
+    }
+
+    /// [`Index::verdict`] of a known subject; `None` when the key is unknown.
+    fn known_verdict(
+        &self,
+        key: &[u8; 16],
+        index: usize,
+    ) -> Option<(Verdict, bool, Option<DateTime<Utc>>)> {
+        let position = self.find(key)?;
         let entry = &self.entries[position as usize];
         let window = if entry.state.has_window() {
             self.windows.get(&position).copied()
         } else {
             None
         };
-        match self.spilled.get(&position) {
+        Some(match self.spilled.get(&position) {
             Some(summary) => (
                 summary.verdicts.get(index).copied().unwrap_or_default(),
                 summary.blocked,
                 window,
             ),
             None => (entry.state.verdict(index), entry.state.blocked(), window),
-        }
+        })
     }
 }
 
@@ -268,6 +276,24 @@ impl BusinessView {
             index.verdict(&key_of(pseudonym), position)
         };
         verdict.decide(&self.policy, category, blocked, window, calling_code, now)
+    }
+
+    /// [`BusinessView::decide`] for a known subject, in one lookup; `None` when
+    /// no subject has this pseudonym (the caller then tells an unknown number from
+    /// an invalid one).
+    pub fn decide_known(
+        &self,
+        pseudonym: &[u8; 32],
+        category: &Category,
+        calling_code: Option<u16>,
+        now: DateTime<Utc>,
+    ) -> Option<Decision> {
+        let position = self.policy.category_index(category).unwrap_or(usize::MAX);
+        let (verdict, blocked, window) = {
+            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+            index.known_verdict(&key_of(pseudonym), position)?
+        };
+        Some(verdict.decide(&self.policy, category, blocked, window, calling_code, now))
     }
 
     /// Several decisions under one read of the index (a campaign's batch).
