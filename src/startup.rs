@@ -440,7 +440,10 @@ impl Application {
                 .app_data(throttle.clone())
                 .app_data(operator.clone())
                 .app_data(policies.clone())
-                .app_data(ledger.clone())
+                // A ledger handle of this worker's own (the ledger is cheap to
+                // clone): handlers take it per request, and a shared one's
+                // reference count would be written by every worker each time.
+                .app_data(web::Data::new(ledger.as_ref().clone()))
                 .app_data(metrics.clone())
                 .app_data(yaml.clone())
                 .app_data(route_table.clone())

@@ -304,16 +304,19 @@ impl FromRequest for Principal {
     type Future = LocalBoxFuture<'static, Result<Principal, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // The request (reference counted within this worker thread), not clones of
+        // the shared authenticator and throttle: their counts would be written by
+        // every worker on every request.
         let request = req.clone();
         let authorization = authorization(req);
-        let auth = req.app_data::<web::Data<Authenticator>>().cloned();
-        let throttle = req.app_data::<web::Data<Throttle>>().cloned();
-        let client = throttle.as_ref().map(|t| t.client(req));
         Box::pin(async move {
+            let auth = request.app_data::<web::Data<Authenticator>>();
+            let throttle = request.app_data::<web::Data<Throttle>>();
             // Misconfiguration is a 503 (fail closed), never a 500 or a pass.
-            let (Some(auth), Some(throttle), Some(client)) = (auth, throttle, client) else {
+            let (Some(auth), Some(throttle)) = (auth, throttle) else {
                 return Err(unavailable("authenticator or throttle not configured"));
             };
+            let client = throttle.client(&request);
             throttle.before_auth(client)?;
             let outcome = match authorization.as_ref().and_then(bearer) {
                 Some(token) => auth.authenticate(token).await,

@@ -287,7 +287,6 @@ pub async fn observe(
     let started = Instant::now();
     let id = request_id(&req);
     let method = method_label(req.method());
-    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let span = if req.path() == QUIET_ROUTE {
         tracing::debug_span!(
             "request",
@@ -314,7 +313,7 @@ pub async fn observe(
     let elapsed = started.elapsed();
     let seconds = elapsed.as_secs_f64();
     let quiet = status < 400 && route == QUIET_ROUTE;
-    if let Some(metrics) = metrics {
+    if let Some(metrics) = res.request().app_data::<web::Data<Metrics>>() {
         metrics.observe(method, route, status, seconds);
     }
     let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);

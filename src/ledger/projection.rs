@@ -34,8 +34,10 @@
 //! diesel (the store runs the statements).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+
+use crossbeam_utils::sync::ShardedLock;
 
 use chrono::{DateTime, Utc};
 use hashbrown::HashTable;
@@ -57,7 +59,10 @@ pub struct Projection {
     store: Store,
     keys: Arc<Keyring>,
     policies: Arc<PolicySet>,
-    views: RwLock<HashMap<Uuid, Arc<BusinessView>>>,
+    /// Read by every request on every worker: a sharded lock, so readers on
+    /// different cores do not all write one lock word (a cache line bouncing
+    /// between cores on every check); likewise `api_keys` and each view's index.
+    views: ShardedLock<HashMap<Uuid, Arc<BusinessView>>>,
     /// Serialises the first load of a view.
     loading: tokio::sync::Mutex<()>,
     /// API key rows (scopes, revocation, secret hash), kept coherent with the
@@ -66,7 +71,7 @@ pub struct Projection {
     /// business's apply lock, so no eviction can slip between the read and the
     /// insert. So a key revoked through any node is refused by this node's next
     /// request, without a database read per request.
-    api_keys: RwLock<HashMap<Uuid, Arc<KeyCredentials>>>,
+    api_keys: ShardedLock<HashMap<Uuid, Arc<KeyCredentials>>>,
     /// Write-throughs installed from their batch's rows ([`Delta`]), no read.
     from_batches: AtomicU64,
 }
@@ -82,7 +87,7 @@ pub struct BusinessView {
     business_id: Uuid,
     policy: Arc<Policy>,
     pseudonym_key: PseudonymKey,
-    index: RwLock<Index>,
+    index: ShardedLock<Index>,
     /// The chain head the index reflects exactly.
     applied: AtomicI64,
     /// Held while catching up or installing.
@@ -357,9 +362,9 @@ impl Projection {
             store,
             keys,
             policies,
-            views: RwLock::new(HashMap::new()),
+            views: ShardedLock::new(HashMap::new()),
             loading: tokio::sync::Mutex::new(()),
-            api_keys: RwLock::new(HashMap::new()),
+            api_keys: ShardedLock::new(HashMap::new()),
             from_batches: AtomicU64::new(0),
         }
     }
@@ -373,9 +378,9 @@ impl Projection {
     ) -> Result<Arc<BusinessView>, StoreError> {
         let policy = self
             .policies
-            .get(policy)
+            .get_ref(policy)
             .ok_or_else(|| StoreError::Unavailable(format!("policy {policy} is not loaded")))?;
-        self.fresh(business_id, &policy).await
+        self.fresh(business_id, policy).await
     }
 
     /// Subjects held and heap bytes of all loaded views, for `/metrics`.
@@ -413,7 +418,7 @@ impl Projection {
                 first.policy
             )));
         };
-        let view = self.view_with(first.key.business_id, policy).await?;
+        let view = self.view_with(first.key.business_id, &policy).await?;
         let _apply = view.apply.lock().await;
         let found = self.store.key_credentials(key_id).await?.map(Arc::new);
         let mut keys = self.api_keys.write().unwrap_or_else(|p| p.into_inner());
@@ -444,7 +449,7 @@ impl Projection {
         let mut subjects = 0;
         for (business_id, policy) in businesses {
             if let Some(policy) = self.policies.get(&policy) {
-                subjects += self.view_with(business_id, policy).await?.len();
+                subjects += self.view_with(business_id, &policy).await?.len();
             }
         }
         Ok(subjects)
@@ -457,7 +462,7 @@ impl Projection {
         business_id: Uuid,
         policy: &Arc<Policy>,
     ) -> Result<Arc<BusinessView>, StoreError> {
-        let view = self.view_with(business_id, policy.clone()).await?;
+        let view = self.view_with(business_id, policy).await?;
         let head = self.store.fresh_head(business_id).await?;
         if view.applied() < head {
             self.catch_up(&view, head).await?;
@@ -487,7 +492,7 @@ impl Projection {
         delta: Option<&Delta>,
     ) {
         let caught_up = async {
-            let view = self.view_with(business_id, policy.clone()).await?;
+            let view = self.view_with(business_id, policy).await?;
             if view.applied() >= seq {
                 return Ok(());
             }
@@ -530,7 +535,7 @@ impl Projection {
     async fn view_with(
         &self,
         business_id: Uuid,
-        policy: Arc<Policy>,
+        policy: &Arc<Policy>,
     ) -> Result<Arc<BusinessView>, StoreError> {
         if let Some(view) = self.get(business_id) {
             return Ok(view);
@@ -542,8 +547,8 @@ impl Projection {
         let view = Arc::new(BusinessView {
             business_id,
             pseudonym_key: self.keys.pseudonym_key(business_id),
-            policy,
-            index: RwLock::new(Index::default()),
+            policy: policy.clone(),
+            index: ShardedLock::new(Index::default()),
             applied: AtomicI64::new(0),
             apply: tokio::sync::Mutex::new(()),
         });

@@ -127,7 +127,13 @@ impl PolicySet {
 
     /// The policy called `name`.
     pub fn get(&self, name: &str) -> Option<Arc<Policy>> {
-        self.policies.get(name).cloned()
+        self.get_ref(name).cloned()
+    }
+
+    /// [`PolicySet::get`] without taking a reference count (the hot path: every
+    /// worker incrementing the same count would bounce its cache line).
+    pub fn get_ref(&self, name: &str) -> Option<&Arc<Policy>> {
+        self.policies.get(name)
     }
 
     /// The names of all policies, in order.
