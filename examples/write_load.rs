@@ -34,41 +34,63 @@ fn main() {
             .finish();
         let collected_at = chrono::Utc::now().to_rfc3339();
         let start = Instant::now();
-        let results: Vec<(bool, Duration)> = futures_util::stream::iter(0..total)
-            .map(|i| {
-                let (client, base, keys, collected_at) = (&client, &base, &keys, &collected_at);
-                async move {
-                    let due = start + Duration::from_secs_f64(i as f64 / rate);
-                    actix_web::rt::time::sleep_until(due.into()).await;
-                    let res = client
-                        .post(format!("{base}/v1/opt-ins"))
-                        .insert_header((
-                            "authorization",
-                            format!("Bearer {}", keys[i as usize % keys.len()]),
-                        ))
-                        .send_json(&json!({
-                            "phone": format!("+3164{prefix}{i:06}"),
-                            "categories": ["utility"],
-                            "channel": "web",
-                            "evidence": {
-                                "collected_at": collected_at,
-                                "consent_text_version": "bench-v1",
-                                "source_url": "https://bench.example/signup",
-                            },
-                        }))
-                        .await;
-                    let ok = matches!(&res, Ok(r) if r.status().as_u16() == 201);
-                    (ok, due.elapsed())
-                }
-            })
-            // Enough in flight that no request waits for an earlier one to be
-            // sent; the connector bounds the connections.
-            .buffer_unordered(connections * 64)
-            .collect()
-            .await;
+        let results: Vec<(bool, Duration, Duration, Duration)> =
+            futures_util::stream::iter(0..total)
+                .map(|i| {
+                    let (client, base, keys, collected_at) = (&client, &base, &keys, &collected_at);
+                    async move {
+                        let due = start + Duration::from_secs_f64(i as f64 / rate);
+                        actix_web::rt::time::sleep_until(due.into()).await;
+                        let woke = due.elapsed();
+                        let res = client
+                            .post(format!("{base}/v1/opt-ins"))
+                            .insert_header((
+                                "authorization",
+                                format!("Bearer {}", keys[i as usize % keys.len()]),
+                            ))
+                            .send_json(&json!({
+                                "phone": format!("+3164{prefix}{i:06}"),
+                                "categories": ["utility"],
+                                "channel": "web",
+                                "evidence": {
+                                    "collected_at": collected_at,
+                                    "consent_text_version": "bench-v1",
+                                    "source_url": "https://bench.example/signup",
+                                },
+                            }))
+                            .await;
+                        let ok = matches!(&res, Ok(r) if r.status().as_u16() == 201);
+                        (ok, due.elapsed(), woke, due - start)
+                    }
+                })
+                // Enough in flight that no request waits for an earlier one to be
+                // sent; the connector bounds the connections.
+                .buffer_unordered(connections * 64)
+                .collect()
+                .await;
         let elapsed = start.elapsed().as_secs_f64();
-        let non201 = results.iter().filter(|(ok, _)| !ok).count();
-        let mut latencies: Vec<Duration> = results.iter().map(|(_, l)| *l).collect();
+        let non201 = results.iter().filter(|(ok, ..)| !ok).count();
+        if let Ok(path) = std::env::var("WRITE_LOAD_DUMP") {
+            use std::io::Write;
+            let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("dump"));
+            let epoch = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64()
+                - start.elapsed().as_secs_f64();
+            for (ok, l, w, d) in &results {
+                writeln!(
+                    f,
+                    "{:.4} {:.3} {:.3} {}",
+                    epoch + d.as_secs_f64(),
+                    l.as_secs_f64() * 1e3,
+                    w.as_secs_f64() * 1e3,
+                    ok
+                )
+                .unwrap();
+            }
+        }
+        let mut latencies: Vec<Duration> = results.iter().map(|(_, l, ..)| *l).collect();
         latencies.sort_unstable();
         let pct = |p: f64| {
             latencies

@@ -1,12 +1,14 @@
 //! Signed checkpoints of the chains (SPEC section 7), made by the writer:
 //!
 //! - after a batch commits, its moved heads go to the checkpoint thread
-//!   ([`Checkpoints`]), which signs one when it is due, in a transaction of its
-//!   own, so signing never holds up a batch. Every checkpoint due at a wake-up
-//!   goes in one transaction, and wake-ups are at least [`CHECKPOINT_PAUSE`]
-//!   apart: on SQLite each such transaction is a commit (an fsync) the writer
-//!   waits behind, and at thousands of writes a second checkpoints every 100
-//!   events of many businesses came close to one commit per batch;
+//!   ([`Checkpoints`]), which signs a checkpoint of each one that is due and
+//!   hands it back to the writer shard of its business, which stores it in its
+//!   next batch's transaction (the queue's `checkpoints`). Signing
+//!   never holds up a batch, and a checkpoint costs no commit of its own: it
+//!   used to be a transaction of the checkpoint thread, which on SQLite is a
+//!   commit (an fsync) under the process's writer lock, so the writer waited
+//!   behind it (up to half a second when the disk was slow; BENCHMARKS.md,
+//!   session 7). Heads moved within [`CHECKPOINT_PAUSE`] are taken together;
 //! - an unbatched write signs one in its own transaction when it is due
 //!   ([`Writer::checkpoint_if_due_in`]);
 //! - on demand ([`Writer::checkpoint_now`]) and by the periodic job
@@ -16,11 +18,11 @@
 //! verification key of what signs.
 
 use std::collections::HashMap;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Weak, mpsc};
 
 use uuid::Uuid;
 
-use super::Writer;
+use super::{Inner, Writer};
 use crate::audit::checkpoint::{Checkpointer, StoredCheckpoint};
 use crate::audit::head::Head;
 use crate::audit::verify::{self, Report};
@@ -143,8 +145,8 @@ fn sign_and_store(
     Ok(checkpoint)
 }
 
-/// The checkpoint thread: signs a checkpoint of a committed head when one is due,
-/// in its own transaction, so signing never holds up a batch.
+/// The checkpoint thread: signs a checkpoint of a committed head when one is due
+/// and hands it to the writer, which stores it with its next batch.
 #[derive(Clone)]
 pub(super) struct Checkpoints {
     sender: Option<mpsc::Sender<Vec<MovedHead>>>,
@@ -153,13 +155,19 @@ pub(super) struct Checkpoints {
 /// A head a batch committed: business, seq, hash.
 type MovedHead = (Uuid, i64, Vec<u8>);
 
-/// The least time between two checkpoint transactions of the checkpoint thread
-/// (heads moved meanwhile are taken together; a checkpoint then signs the
-/// newest head, a little later than its due count at most).
+/// The least time between two wake-ups of the checkpoint thread (heads moved
+/// meanwhile are taken together; a checkpoint then signs the newest head, a
+/// little later than its due count at most).
 pub(super) const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl Checkpoints {
-    pub(super) fn start(store: Store, checkpointer: Option<Arc<Checkpointer>>) -> Checkpoints {
+    /// Starts the thread; it hands what it signs to `writer`'s shards, until the
+    /// writer is gone.
+    pub(super) fn start(
+        store: Store,
+        checkpointer: Option<Arc<Checkpointer>>,
+        writer: Weak<Inner>,
+    ) -> Checkpoints {
         let Some(checkpointer) = checkpointer else {
             return Checkpoints { sender: None };
         };
@@ -167,7 +175,8 @@ impl Checkpoints {
         std::thread::Builder::new()
             .name("consentgate-checkpoints".into())
             .spawn(move || {
-                // Last checkpointed seq per business, read from the store on first sight.
+                // Last checkpointed (or handed over) seq per business, read from
+                // the store on first sight.
                 let mut last: HashMap<Uuid, i64> = HashMap::new();
                 while let Ok(first) = receiver.recv() {
                     // Only the newest head of each business matters.
@@ -178,9 +187,18 @@ impl Checkpoints {
                         }
                     }
                     let started = std::time::Instant::now();
-                    if let Err(e) = checkpoint_due(&store, &checkpointer, &mut last, newest) {
+                    match checkpoint_due(&store, &checkpointer, &mut last, newest) {
+                        Ok(signed) => {
+                            let Some(writer) = writer.upgrade() else {
+                                return;
+                            };
+                            for checkpoint in signed {
+                                super::shard_in(&writer, checkpoint.business_id)
+                                    .store_checkpoint(checkpoint);
+                            }
+                        }
                         // The periodic job checkpoints moved chains anyway.
-                        tracing::warn!(error = %e, "checkpoint failed");
+                        Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
                     }
                     if let Some(rest) = CHECKPOINT_PAUSE.checked_sub(started.elapsed()) {
                         std::thread::sleep(rest);
@@ -206,18 +224,19 @@ impl Checkpoints {
     }
 }
 
-/// Signs a checkpoint of each of these committed heads that is due, all in one
-/// transaction (none when none is due). `last` is the last checkpointed seq per
-/// business, read from the store on first sight; on failure the businesses
-/// involved are forgotten (read again next time).
+/// Signs a checkpoint of each of these committed heads that is due and returns
+/// them, for the writer to store. `last` is the last checkpointed seq per
+/// business, read from the store on first sight and moved on when a checkpoint
+/// is signed (should the batch that stores it fail, the next one is due
+/// `every` events later, and the periodic job checkpoints every moved chain).
 fn checkpoint_due(
     store: &Store,
     checkpointer: &Checkpointer,
     last: &mut HashMap<Uuid, i64>,
     newest: HashMap<Uuid, (i64, Vec<u8>)>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<StoredCheckpoint>, StoreError> {
     let mut conn = None;
-    let mut due = Vec::new();
+    let mut signed = Vec::new();
     for (business_id, (seq, hash)) in newest {
         let previous = match last.get(&business_id) {
             Some(previous) => *previous,
@@ -232,32 +251,36 @@ fn checkpoint_due(
             }
         };
         if checkpointer.is_due(seq, previous) {
-            due.push((business_id, seq, hash));
+            signed.push(checkpointer.sign(business_id, seq, &hash, store.clock().now()));
+            last.insert(business_id, seq);
         }
     }
-    if due.is_empty() {
+    Ok(signed)
+}
+
+/// Stores checkpoints the checkpoint thread signed, in a batch's transaction
+/// (after its writes), each unless its business has one as new already
+/// (another node, or the periodic job). They are in a savepoint of their own:
+/// if storing them fails (say another node stored the same one meanwhile), they
+/// are dropped and the batch's writes commit as if they were never there.
+pub(super) fn store_signed(
+    conn: &mut DbConnection,
+    savepoint: &mut super::Savepoint,
+    checkpoints: &[StoredCheckpoint],
+) -> Result<(), StoreError> {
+    if checkpoints.is_empty() {
         return Ok(());
     }
-    let conn = match &mut conn {
-        Some(conn) => conn,
-        None => conn.insert(store.conn()?),
-    };
-    let made = store.transaction(conn, |conn| {
-        for (business_id, seq, hash) in &due {
-            // Another node (or the periodic job) may have signed this head already.
-            if chain::last_checkpoint_seq(conn, *business_id)? >= *seq {
-                continue;
-            }
-            let checkpoint = checkpointer.sign(*business_id, *seq, hash, store.clock().now());
-            chain::store_checkpoint(conn, &checkpoint)?;
+    savepoint.set(conn)?;
+    let stored = checkpoints.iter().try_for_each(|checkpoint| {
+        if chain::last_checkpoint_seq(conn, checkpoint.business_id)? < checkpoint.seq {
+            chain::store_checkpoint(conn, checkpoint)?;
         }
-        Ok(())
+        Ok::<_, StoreError>(())
     });
-    for (business_id, seq, _) in &due {
-        match &made {
-            Ok(()) => last.insert(*business_id, *seq),
-            Err(_) => last.remove(business_id),
-        };
+    if let Err(e) = stored {
+        tracing::warn!(error = %e, "signed checkpoints not stored; the periodic job makes them");
+        savepoint.roll_back(conn)?;
     }
-    made
+    Ok(())
 }

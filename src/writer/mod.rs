@@ -43,8 +43,9 @@
 //!    every write that would have succeeded is answered `Unavailable` (nothing of
 //!    the batch is stored; a client retries with its Idempotency-Key).
 //! 5. The committed heads are handed to the checkpoint thread, which signs a
-//!    checkpoint when one is due, in a transaction of its own: signing never holds
-//!    up the writer.
+//!    checkpoint when one is due and hands it back to the shard: the next batch
+//!    stores it with its writes. Signing never holds up the writer, and a
+//!    checkpoint costs no commit of its own (`checkpoints.rs`).
 //!
 //! 6. SQLite only: the writer's connection never checkpoints the WAL itself (an
 //!    automatic checkpoint would copy pages back and fsync the database inside
@@ -84,6 +85,7 @@ use crate::audit::{NewEvent, StoredEvent};
 use crate::domain::Actor;
 use crate::domain::history::{Fact, SubjectHistory};
 use crate::store::audit as chain;
+use crate::store::audit::StoredCheckpoint;
 use crate::store::ledger::{
     self as rows, IdempotentResponse, NewFact, NewIdempotentResponse, NewSubject, SubjectKeys,
 };
@@ -380,8 +382,11 @@ impl Writer {
                 Backend::Sqlite => 1,
                 Backend::Postgres => POSTGRES_SHARDS,
             };
-            let checkpoints =
-                Checkpoints::start(self.inner.store.clone(), self.inner.checkpointer.clone());
+            let checkpoints = Checkpoints::start(
+                self.inner.store.clone(),
+                self.inner.checkpointer.clone(),
+                Arc::downgrade(&self.inner),
+            );
             if self.inner.store.backend() == Backend::Sqlite {
                 start_wal_checkpoints(self.inner.store.clone(), Arc::downgrade(&self.inner));
             }
@@ -395,6 +400,16 @@ impl Writer {
 /// What picks a business's shard. UUID v7 starts with the time: the random tail.
 fn shard_hash(business_id: Uuid) -> u64 {
     u64::from_le_bytes(business_id.as_bytes()[8..].try_into().expect("8 bytes"))
+}
+
+/// The shard of a business, for the checkpoint thread (which starts before the
+/// shards, and hands checkpoints only of heads that a shard committed).
+fn shard_in(inner: &Inner, business_id: Uuid) -> &Arc<Shard> {
+    let shards = inner
+        .shards
+        .get()
+        .expect("a head moved, so the shards are running");
+    &shards[(shard_hash(business_id) % shards.len() as u64) as usize]
 }
 
 fn to_body<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
@@ -834,7 +849,16 @@ impl BatchState {
 #[derive(Default)]
 struct Queue {
     waiting: Vec<Box<dyn Job>>,
+    /// Checkpoints the checkpoint thread signed, for the next batch to store.
+    checkpoints: Vec<StoredCheckpoint>,
     closed: bool,
+}
+
+/// What one transaction of a shard takes: the writes waiting and the signed
+/// checkpoints to store (either may be empty, not both).
+struct Batch {
+    jobs: Vec<Box<dyn Job>>,
+    checkpoints: Vec<StoredCheckpoint>,
 }
 
 /// One writer thread and its queue.
@@ -868,33 +892,52 @@ impl Shard {
         Ok(())
     }
 
+    /// Queues a signed checkpoint for the next batch to store (waking the
+    /// writer if nothing else waits).
+    fn store_checkpoint(&self, checkpoint: StoredCheckpoint) {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.closed {
+            return;
+        }
+        queue.checkpoints.push(checkpoint);
+        drop(queue);
+        self.wake.notify_one();
+    }
+
     fn close(&self) {
         self.queue.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
         self.wake.notify_one();
     }
 
-    /// Takes every write waiting (up to [`MAX_BATCH`]); `None` once closed and
-    /// drained.
-    fn next_batch(&self) -> Option<Vec<Box<dyn Job>>> {
+    /// Takes every write waiting (up to [`MAX_BATCH`]) and every checkpoint to
+    /// store; `None` once closed and drained of writes.
+    fn next_batch(&self) -> Option<Batch> {
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        while queue.waiting.is_empty() && !queue.closed {
+        while queue.waiting.is_empty() && queue.checkpoints.is_empty() && !queue.closed {
             queue = self.wake.wait(queue).unwrap_or_else(|p| p.into_inner());
         }
-        if queue.waiting.is_empty() {
+        if queue.waiting.is_empty() && queue.closed {
             return None;
         }
         let take = queue.waiting.len().min(MAX_BATCH);
-        Some(queue.waiting.drain(..take).collect())
+        Some(Batch {
+            jobs: queue.waiting.drain(..take).collect(),
+            checkpoints: std::mem::take(&mut queue.checkpoints),
+        })
     }
 
     fn run(&self, store: &Store, checkpoints: &Checkpoints) {
         let mut conn: Option<DbConnection> = None;
-        while let Some(mut batch) = self.next_batch() {
+        while let Some(Batch {
+            jobs: mut batch,
+            checkpoints: signed,
+        }) = self.next_batch()
+        {
             let mut deltas = HashMap::new();
             let committed = match conn.as_mut() {
-                Some(c) => commit_batch(store, c, &mut batch, &mut deltas),
+                Some(c) => commit_batch(store, c, &mut batch, &signed, &mut deltas),
                 None => match store.writer_connection() {
-                    Ok(c) => commit_batch(store, conn.insert(c), &mut batch, &mut deltas),
+                    Ok(c) => commit_batch(store, conn.insert(c), &mut batch, &signed, &mut deltas),
                     Err(e) => Err(e),
                 },
             };
@@ -907,7 +950,9 @@ impl Shard {
                     store.wrote(batch.len() as u64);
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, writes = batch.len(), "a write batch did not commit");
+                    // Its checkpoints are dropped: the next ones are due `every`
+                    // events later, and the periodic job signs moved chains.
+                    tracing::warn!(error = %e, writes = batch.len(), checkpoints = signed.len(), "a write batch did not commit");
                     // The connection may be broken: a new one for the next batch.
                     conn = None;
                 }
@@ -923,20 +968,28 @@ impl Shard {
 
 /// One group commit: the batch's heads locked (one statement, in sorted order),
 /// each write applied in turn (a direct one in its own savepoint), everything
-/// staged inserted, the moved heads stored (one statement on PostgreSQL), one
-/// commit. Returns the moved heads; `deltas` gets the [`Delta`] of each
-/// business that has one (it counts only once the commit succeeded).
+/// staged inserted, the moved heads stored (one statement on PostgreSQL), the
+/// signed checkpoints handed to the shard stored, one commit. Returns the moved
+/// heads; `deltas` gets the [`Delta`] of each business that has one (it counts
+/// only once the commit succeeded).
 fn commit_batch(
     store: &Store,
     conn: &mut DbConnection,
     batch: &mut [Box<dyn Job>],
+    signed: &[StoredCheckpoint],
     deltas: &mut HashMap<Uuid, Arc<Delta>>,
 ) -> Result<Vec<Head>, StoreError> {
     store.transaction(conn, |conn| {
         deltas.clear();
         let ids: Vec<Uuid> = batch.iter().map(|job| job.business_id()).collect();
-        // No head, no business: its writes fail alone below.
-        let mut heads: HashMap<Uuid, (i64, Head)> = chain::lock_heads(conn, &ids)?
+        // No head, no business: its writes fail alone below. (A batch of
+        // checkpoints alone locks nothing.)
+        let locked = if ids.is_empty() {
+            Vec::new()
+        } else {
+            chain::lock_heads(conn, &ids)?
+        };
+        let mut heads: HashMap<Uuid, (i64, Head)> = locked
             .into_iter()
             .map(|row| (row.business_id, (row.seq, Head::from(row))))
             .collect();
@@ -982,6 +1035,7 @@ fn commit_batch(
         }
         let rows: Vec<_> = moved.iter().map(Head::to_row).collect();
         chain::save_heads(conn, &rows)?;
+        checkpoints::store_signed(conn, &mut savepoint, signed)?;
         Ok(moved)
     })
 }
