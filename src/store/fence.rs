@@ -39,7 +39,9 @@
 //! break this argument: it would have to go through the server's API instead.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+
+use crossbeam_utils::sync::ShardedLock;
 use std::time::Duration;
 
 use diesel::r2d2::ManageConnection;
@@ -218,7 +220,9 @@ pub const POLL_EVERY: Duration = Duration::from_millis(500);
 /// SQLite: the newest chain head of each business this process knows to be
 /// committed (see the module documentation). Values only ever rise.
 pub(super) struct Watermarks {
-    heads: RwLock<HashMap<Uuid, i64>>,
+    /// Read by every check on every worker: sharded, so readers do not bounce
+    /// one lock word between cores.
+    heads: ShardedLock<HashMap<Uuid, i64>>,
     /// How the poller connects.
     manager: ConnectionManager,
     /// Started with the first number known (read or committed).
@@ -231,7 +235,7 @@ pub(super) struct Watermarks {
 impl Watermarks {
     pub(super) fn new(manager: ConnectionManager) -> Watermarks {
         Watermarks {
-            heads: RwLock::default(),
+            heads: ShardedLock::default(),
             manager,
             poller: std::sync::OnceLock::new(),
             unreadable: std::sync::atomic::AtomicBool::new(false),

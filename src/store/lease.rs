@@ -59,7 +59,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex};
+
+use crossbeam_utils::sync::ShardedLock;
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
@@ -117,7 +119,9 @@ struct Shared {
     started: Instant,
     /// Nanoseconds after `started` until which the lease is trusted; 0: not.
     trusted_until: AtomicU64,
-    epoch: RwLock<Epoch>,
+    /// Read by every check on every worker: sharded, so readers do not bounce
+    /// one lock word between cores.
+    epoch: ShardedLock<Epoch>,
     /// The listener is connected and listening (acknowledgements can arrive).
     listening: AtomicBool,
     /// This node answers checks (so it takes a lease).
@@ -161,7 +165,7 @@ impl Lease {
             node_id,
             started: Instant::now(),
             trusted_until: AtomicU64::new(0),
-            epoch: RwLock::default(),
+            epoch: ShardedLock::default(),
             listening: AtomicBool::new(false),
             checking: AtomicBool::new(false),
             acks: Mutex::default(),
