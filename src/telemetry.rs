@@ -228,17 +228,15 @@ pub fn flush() {
     }
 }
 
+/// Bytes written through a clonable writer, shared with the test (log output).
 #[cfg(test)]
-mod tests {
-    use std::time::Instant;
+pub(crate) mod captured {
+    use std::sync::{Arc, Mutex};
 
-    use super::*;
-
-    /// What the writer thread wrote, shared with the test.
     #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
 
-    impl Write for Captured {
+    impl std::io::Write for Captured {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
             self.0.lock().unwrap().extend_from_slice(buf);
             Ok(buf.len())
@@ -249,10 +247,19 @@ mod tests {
     }
 
     impl Captured {
-        fn text(&self) -> String {
+        pub(crate) fn text(&self) -> String {
             String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    use super::captured::Captured;
 
     #[test]
     fn every_line_of_every_thread_is_written_whole_and_in_order_by_the_time_it_stops() {

@@ -415,36 +415,34 @@ pub fn ensure_problem<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHand
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use actix_web::middleware::{ErrorHandlers, from_fn};
     use actix_web::test as actix_test;
     use actix_web::{App, HttpRequest, HttpResponse, web};
 
     use super::*;
+    use crate::telemetry::captured::Captured;
 
-    /// Log lines written while `f` runs, filtered at `filter`, as JSON values.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+    /// The lines logged, as JSON values.
+    fn lines(captured: &Captured) -> Vec<serde_json::Value> {
+        captured
+            .text()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 
-    impl Captured {
-        fn lines(&self) -> Vec<serde_json::Value> {
-            String::from_utf8(self.0.lock().unwrap().clone())
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect()
-        }
+    /// A JSON subscriber at `filter` for this thread, writing into the result.
+    fn capture(filter: &str) -> (Captured, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .with_writer(move || writer.clone())
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
     }
 
     const BUSINESS: uuid::Uuid = uuid::Uuid::from_u128(0x0123_4567_89ab_7def_8123_4567_89ab_cdef);
@@ -467,16 +465,7 @@ mod tests {
     /// Sends one request with this id through `observe` to an app of the three
     /// handlers, logging at `filter`; returns the lines logged.
     async fn logged(filter: &str, method: &str, path: &str, id: &str) -> Vec<serde_json::Value> {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_env_filter(filter)
-            .with_writer(move || writer.clone())
-            .finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
+        let (captured, _guard) = capture(filter);
         let app = actix_test::init_service(
             App::new()
                 .wrap(ErrorHandlers::new().default_handler(ensure_problem))
@@ -493,7 +482,7 @@ mod tests {
             .to_request();
         let res = actix_test::call_service(&app, req).await;
         assert_eq!(res.headers().get(REQUEST_ID).unwrap(), id);
-        captured.lines()
+        lines(&captured)
     }
 
     fn line<'a>(lines: &'a [serde_json::Value], message: &str) -> &'a serde_json::Value {
@@ -570,14 +559,7 @@ mod tests {
             note_business(&req, BUSINESS);
             Err(ApiError::Internal("a bug in a check".into()))
         }
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .json()
-            .with_env_filter("info")
-            .with_writer(move || writer.clone())
-            .finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
+        let (captured, _guard) = capture("info");
         let app = actix_test::init_service(
             App::new()
                 .wrap(ErrorHandlers::new().default_handler(ensure_problem))
@@ -590,7 +572,7 @@ mod tests {
             .to_request();
         let res = actix_test::call_service(&app, req).await;
         assert_eq!(res.status(), 503);
-        let lines = captured.lines();
+        let lines = lines(&captured);
         let cause = line(&lines, "answering 503");
         assert!(
             cause["fields"]["cause"]
