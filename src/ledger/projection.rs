@@ -275,12 +275,10 @@ impl BusinessView {
         calling_code: Option<u16>,
         now: DateTime<Utc>,
     ) -> Decision {
-        let position = self.policy.category_index(category).unwrap_or(usize::MAX);
-        let (verdict, blocked, window) = {
-            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-            index.verdict(&key_of(pseudonym), position)
-        };
-        verdict.decide(&self.policy, category, blocked, window, calling_code, now)
+        self.decide_known(pseudonym, category, calling_code, now)
+            .unwrap_or_else(|| {
+                Verdict::default().decide(&self.policy, category, false, None, calling_code, now)
+            })
     }
 
     /// [`BusinessView::decide`] for a known subject, in one lookup; `None` when
@@ -341,12 +339,12 @@ impl BusinessView {
             .heap_bytes()
     }
 
-    fn install_histories(&self, histories: Vec<([u8; 32], SubjectHistory)>, now: DateTime<Utc>) {
+    fn install_histories(&self, histories: &[([u8; 32], SubjectHistory)], now: DateTime<Utc>) {
         let summaries: Vec<([u8; 32], Summary)> = histories
-            .into_iter()
+            .iter()
             .map(|(pseudonym, history)| {
-                let state = SubjectState::fold(&history, &self.policy, Moment::Live(now));
-                (pseudonym, state.summary(&self.policy))
+                let state = SubjectState::fold(history, &self.policy, Moment::Live(now));
+                (*pseudonym, state.summary(&self.policy))
             })
             .collect();
         let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
@@ -520,7 +518,7 @@ impl Projection {
         if view.applied() != delta.from {
             return false;
         }
-        view.install_histories(delta.histories.clone(), self.store.clock().now());
+        view.install_histories(&delta.histories, self.store.clock().now());
         view.applied.store(delta.to, Ordering::Release);
         self.from_batches.fetch_add(1, Ordering::Relaxed);
         true
@@ -589,7 +587,7 @@ impl Projection {
                         let page = rows::history_page(conn, business_id, after.as_deref())?;
                         let Some((last, ..)) = page.last() else { break };
                         after = Some(last.clone());
-                        let histories = page
+                        let histories: Vec<_> = page
                             .into_iter()
                             .map(|(_, pseudonym, mut history)| {
                                 if let Some(at) = markers.remove(&pseudonym) {
@@ -598,14 +596,14 @@ impl Projection {
                                 (pseudonym, history)
                             })
                             .collect();
-                        target.install_histories(histories, now);
+                        target.install_histories(&histories, now);
                     }
                     // Erased numbers that never came back: only the marker.
-                    let rest = markers
+                    let rest: Vec<_> = markers
                         .into_iter()
                         .map(|(pseudonym, at)| (pseudonym, SubjectHistory::new(vec![erased(at)])))
                         .collect();
-                    target.install_histories(rest, now);
+                    target.install_histories(&rest, now);
                     Ok(head)
                 })
             })
@@ -656,7 +654,7 @@ impl Projection {
             drop(_apply);
             return self.load(view).await;
         }
-        view.install_histories(histories, self.store.clock().now());
+        view.install_histories(&histories, self.store.clock().now());
         view.applied.store(head, Ordering::Release);
         Ok(())
     }
