@@ -338,8 +338,7 @@ impl Writer {
     /// Which writer shard (thread) the business's writes queue on: for tests
     /// that line up writes of several businesses in one batch.
     pub fn shard(&self, business_id: Uuid) -> usize {
-        let shards = self.shards();
-        (shard_hash(business_id) % shards.len() as u64) as usize
+        shard_index(self.shards().len(), business_id)
     }
 
     async fn submit<T, B>(
@@ -397,9 +396,11 @@ impl Writer {
     }
 }
 
-/// What picks a business's shard. UUID v7 starts with the time: the random tail.
-fn shard_hash(business_id: Uuid) -> u64 {
-    u64::from_le_bytes(business_id.as_bytes()[8..].try_into().expect("8 bytes"))
+/// The shard, of `shards`, that writes a business: picked by its id's random tail
+/// (UUID v7 starts with the time).
+fn shard_index(shards: usize, business_id: Uuid) -> usize {
+    let tail = u64::from_le_bytes(business_id.as_bytes()[8..].try_into().expect("8 bytes"));
+    (tail % shards as u64) as usize
 }
 
 /// The shard of a business, for the checkpoint thread (which starts before the
@@ -409,7 +410,7 @@ fn shard_in(inner: &Inner, business_id: Uuid) -> &Arc<Shard> {
         .shards
         .get()
         .expect("a head moved, so the shards are running");
-    &shards[(shard_hash(business_id) % shards.len() as u64) as usize]
+    &shards[shard_index(shards.len(), business_id)]
 }
 
 fn to_body<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
