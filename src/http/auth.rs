@@ -55,7 +55,7 @@ use super::error::ApiError;
 use super::throttle::Throttle;
 use crate::crypto::api_key::{self, PresentedToken, SecretHasher, StoredHash};
 use crate::domain::{Scope, Scopes};
-use crate::ledger::projection::{BusinessView, Projection};
+use crate::ledger::projection::Projection;
 use crate::store::Store;
 use crate::store::keys::KeyCredentials;
 
@@ -65,11 +65,10 @@ pub struct Principal {
     pub business_id: Uuid,
     pub key_id: Uuid,
     pub scopes: Scopes,
-    /// The name of the business's policy.
+    /// The name of the business's policy. Authentication fenced the business's
+    /// view after this request arrived (so the key's revocation, on any node, was
+    /// seen): live checks answer from it without fencing again.
     pub policy: String,
-    /// The business's in-memory view, fenced after this request arrived (so the
-    /// key's revocation, on any node, was seen): live checks answer from it.
-    pub view: Option<Arc<BusinessView>>,
 }
 
 impl Principal {
@@ -147,66 +146,98 @@ impl Authenticator {
     /// `RateLimited` when too many legacy verifications are queued.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
         let token = PresentedToken::parse(token).ok_or(ApiError::Unauthorized)?;
-        let Some(creds) = self.credentials(token.key_id).await? else {
-            // The same work as a wrong secret, result ignored.
-            let _ = self
-                .hasher
-                .verify_tag(token.key_id, &token.secret, &self.dummy_tag);
-            return Err(ApiError::Unauthorized);
+        let key_id = token.key_id;
+        // The key's business and policy, from the kept row (borrowed, see
+        // `Projection::with_key`), or loaded.
+        let kept = self.projection.with_key(key_id, |creds| {
+            (
+                creds.key.business_id,
+                self.projection.policy_ref(&creds.policy),
+            )
+        });
+        let (business_id, policy) = match kept {
+            Some(found) => found,
+            None => match self
+                .projection
+                .load_key(key_id)
+                .await
+                .map_err(unavailable)?
+            {
+                Some(creds) => (
+                    creds.key.business_id,
+                    self.projection.policy_ref(&creds.policy),
+                ),
+                None => {
+                    // The same work as a wrong secret, result ignored.
+                    let _ = self
+                        .hasher
+                        .verify_tag(key_id, &token.secret, &self.dummy_tag);
+                    return Err(ApiError::Unauthorized);
+                }
+            },
         };
+        let policy = policy.ok_or_else(|| unavailable("the key's policy is not loaded"))?;
         // Fence the key's business: every key created or revoked before this
         // request arrived, through any node, is now reflected in the kept rows.
-        let view = self
-            .projection
-            .fresh_for(creds.key.business_id, &creds.policy)
+        self.projection
+            .fence(business_id, policy)
             .await
             .map_err(unavailable)?;
-        let creds = match self.projection.cached_key(token.key_id) {
-            Some(creds) => creds,
+        let judged = match self
+            .projection
+            .with_key(key_id, |creds| self.judge(creds, &token))
+        {
+            Some(judged) => judged,
             // Evicted by the catch-up: a key event since it was loaded.
-            None => match self.credentials(token.key_id).await? {
-                Some(creds) => creds,
+            None => match self
+                .projection
+                .load_key(key_id)
+                .await
+                .map_err(unavailable)?
+            {
+                Some(creds) => self.judge(&creds, &token),
                 None => return Err(ApiError::Unauthorized),
             },
         };
-        let live = creds.key.revoked_at.is_none();
-        let verified = match StoredHash::parse(&creds.secret_hash) {
-            StoredHash::Hmac(tag) => self.hasher.verify_tag(token.key_id, &token.secret, &tag),
-            // A revoked legacy key is refused without spending argon2 on it.
-            StoredHash::Argon2(_) if !live => false,
-            StoredHash::Argon2(phc) => {
-                let upgraded = self.hasher.hash(token.key_id, &token.secret);
-                let phc = phc.to_owned();
+        match judged {
+            Judged::Verified(principal) => Ok(principal),
+            Judged::Refused => Err(ApiError::Unauthorized),
+            Judged::Legacy(principal, phc) => {
+                let upgraded = self.hasher.hash(key_id, &token.secret);
                 if self.legacy.verify(token.secret, phc.clone()).await? {
                     // The kept row takes the fast form at once, on this node
                     // whether or not this node's rewrite wins.
-                    self.projection.rehashed_key(token.key_id, upgraded.clone());
-                    self.upgrade(token.key_id, phc, upgraded).await;
-                    true
+                    self.projection.rehashed_key(key_id, upgraded.clone());
+                    self.upgrade(key_id, phc, upgraded).await;
+                    Ok(principal)
                 } else {
-                    false
+                    Err(ApiError::Unauthorized)
                 }
             }
-            StoredHash::Unknown => {
-                tracing::warn!(key_id = %creds.key.id, "stored key hash is in no known form; refusing the key");
-                false
-            }
-        };
-        if verified && live {
-            let mut principal = principal(&creds);
-            principal.view = Some(view);
-            Ok(principal)
-        } else {
-            Err(ApiError::Unauthorized)
         }
     }
 
-    /// The key's row: kept, or loaded (and kept).
-    async fn credentials(&self, key_id: Uuid) -> Result<Option<Arc<KeyCredentials>>, ApiError> {
-        if let Some(creds) = self.projection.cached_key(key_id) {
-            return Ok(Some(creds));
+    /// The presented secret against a key's row (after the fence): verified,
+    /// refused, or a live legacy hash still to be verified off the executor.
+    fn judge(&self, creds: &KeyCredentials, token: &PresentedToken) -> Judged {
+        let live = creds.key.revoked_at.is_none();
+        match StoredHash::parse(&creds.secret_hash) {
+            StoredHash::Hmac(tag) => {
+                let verified = self.hasher.verify_tag(token.key_id, &token.secret, &tag);
+                if verified && live {
+                    Judged::Verified(principal(creds))
+                } else {
+                    Judged::Refused
+                }
+            }
+            // A revoked legacy key is refused without spending argon2 on it.
+            StoredHash::Argon2(_) if !live => Judged::Refused,
+            StoredHash::Argon2(phc) => Judged::Legacy(principal(creds), phc.to_owned()),
+            StoredHash::Unknown => {
+                tracing::warn!(key_id = %creds.key.id, "stored key hash is in no known form; refusing the key");
+                Judged::Refused
+            }
         }
-        self.projection.load_key(key_id).await.map_err(unavailable)
     }
 
     /// Rewrites a verified legacy hash in the HMAC form. Best effort: the caller
@@ -278,13 +309,21 @@ impl LegacyArgon2 {
     }
 }
 
+/// What a key's row says of a presented secret.
+enum Judged {
+    Verified(Principal),
+    Refused,
+    /// A live key with a legacy argon2 hash (its PHC string): verified off the
+    /// executor, then rewritten in the HMAC form.
+    Legacy(Principal, String),
+}
+
 fn principal(creds: &KeyCredentials) -> Principal {
     Principal {
         business_id: creds.key.business_id,
         key_id: creds.key.id,
         scopes: creds.key.scopes,
         policy: creds.policy.clone(),
-        view: None,
     }
 }
 

@@ -44,8 +44,24 @@ struct RequestLabels {
 
 /// A route pattern as a `&'static str` label: each pattern is kept once, for the
 /// life of the process. The set is closed (the route table's patterns and
-/// `unmatched`), so this holds a few dozen short strings at most.
+/// `unmatched`), so this holds a few dozen short strings at most. Each worker
+/// thread keeps the labels it has used, so that the shared set's lock word is
+/// written once per pattern and thread, not on every request.
 fn route_label(pattern: &str) -> &'static str {
+    thread_local! {
+        static SEEN: std::cell::RefCell<std::collections::HashSet<&'static str>> =
+            std::cell::RefCell::default();
+    }
+    if let Some(label) = SEEN.with(|seen| seen.borrow().get(pattern).copied()) {
+        return label;
+    }
+    let label = shared_route_label(pattern);
+    SEEN.with(|seen| seen.borrow_mut().insert(label));
+    label
+}
+
+/// [`route_label`]'s process-wide set.
+fn shared_route_label(pattern: &str) -> &'static str {
     static KNOWN: std::sync::OnceLock<std::sync::RwLock<std::collections::HashSet<&'static str>>> =
         std::sync::OnceLock::new();
     let known = KNOWN.get_or_init(Default::default);

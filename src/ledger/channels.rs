@@ -148,7 +148,7 @@ impl OpenChannel {
             business_id: self.business_id,
             actor: Actor::Channel(self.id),
             policy: self.policy.clone(),
-            fresh: None,
+            fenced: false,
         }
     }
 

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::projection::BusinessView;
-use super::{Caller, Ledger, PolicyRef};
+use super::{Asker, Caller, Ledger, PolicyRef};
 use crate::domain::history::SubjectHistory;
 use crate::domain::phone::{E164Candidate, Phone, PhoneError};
 use crate::policy::model::{Amount, Currency};
@@ -180,28 +180,44 @@ fn decide_one_live(
 
 impl Ledger {
     /// `may_contact` for one number, as written by the sender (`raw`, with its
-    /// `default_region`). A live check is answered from this node's projection,
-    /// made fresh first (fail closed when it cannot be); an `as_of` check is
-    /// answered from the recorded history, exactly.
+    /// `default_region`), for `asker`'s business under its policy. A live check is
+    /// answered from this node's projection, made fresh first (fail closed when it
+    /// cannot be), with the view borrowed, not counted (see
+    /// [`super::projection::Projection::with_view`]); an `as_of` check is answered from
+    /// the recorded history, exactly.
     pub async fn check(
         &self,
-        caller: &Caller,
+        asker: Asker<'_>,
         raw: &str,
         default_region: Option<&str>,
         category: &Category,
         as_of: Option<DateTime<Utc>>,
     ) -> Result<CheckResponse, CheckError> {
+        let business_id = asker.business_id;
         let (decision, evaluated_at, as_of) = match as_of {
             None => {
-                let view = self.fresh_view(caller).await?;
+                if !asker.fenced {
+                    self.projection
+                        .fence(business_id, asker.policy)
+                        .await
+                        .map_err(CheckUnavailable)?;
+                }
                 let now = self.store.clock().now();
-                let decision = decide_one_live(&view, raw, default_region, category, now)
-                    .map_err(CheckError::InvalidPhone)?;
+                let live =
+                    |view: &BusinessView| decide_one_live(view, raw, default_region, category, now);
+                let decision = match self.projection.with_view(business_id, live) {
+                    Some(decision) => decision,
+                    // Not loaded (a fence loads it; kept for safety): load it now.
+                    None => {
+                        let view = self.projection.fresh(business_id, asker.policy).await;
+                        live(&*view.map_err(CheckUnavailable)?)
+                    }
+                }
+                .map_err(CheckError::InvalidPhone)?;
                 (decision, now, now)
             }
             Some(as_of) => {
                 let phone = Phone::parse(raw, default_region).map_err(CheckError::InvalidPhone)?;
-                let business_id = caller.business_id;
                 let pseudonym = self.keys.pseudonym_key(business_id).pseudonym(&phone);
                 let history = self
                     .store
@@ -214,7 +230,7 @@ impl Ledger {
                     .map_err(CheckUnavailable)?;
                 let decision = decide(
                     &history,
-                    &caller.policy,
+                    asker.policy,
                     category,
                     Some(phone.calling_code()),
                     Moment::AsOf(as_of),
@@ -229,7 +245,7 @@ impl Ledger {
             billable: decision.billable,
             price: decision.price.map(PriceEstimate::from),
             window_expires_at: decision.window_expires_at,
-            policy: PolicyRef::of(&caller.policy),
+            policy: PolicyRef::of(asker.policy),
             decision_id: crate::domain::hot_v7(),
             evaluated_at,
             as_of,
@@ -239,14 +255,15 @@ impl Ledger {
     /// The caller's business view, fresh since the request arrived: the one
     /// authentication fenced, or a new fence.
     async fn fresh_view(&self, caller: &Caller) -> Result<Arc<BusinessView>, CheckUnavailable> {
-        match &caller.fresh {
-            Some(view) if view.business_id() == caller.business_id => Ok(view.clone()),
-            _ => self
-                .projection
-                .fresh(caller.business_id, &caller.policy)
-                .await
-                .map_err(CheckUnavailable),
+        if caller.fenced
+            && let Some(view) = self.projection.get(caller.business_id)
+        {
+            return Ok(view);
         }
+        self.projection
+            .fresh(caller.business_id, &caller.policy)
+            .await
+            .map_err(CheckUnavailable)
     }
 
     /// [`Ledger::check`] live, for a number already parsed (the preference page).
@@ -256,7 +273,7 @@ impl Ledger {
         phone: &Phone,
         category: &Category,
     ) -> Result<CheckResponse, CheckUnavailable> {
-        self.check(caller, phone.as_e164(), None, category, None)
+        self.check(caller.asker(), phone.as_e164(), None, category, None)
             .await
             .map_err(|e| match e {
                 CheckError::Unavailable(e) => e,

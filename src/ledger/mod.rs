@@ -73,10 +73,31 @@ pub struct Caller {
     pub business_id: Uuid,
     pub actor: Actor,
     pub policy: Arc<Policy>,
-    /// The business's view, made fresh after the request arrived (authentication
-    /// fences it, for the key's sake): a live check answers from it without
-    /// fencing again.
-    pub fresh: Option<Arc<projection::BusinessView>>,
+    /// Whether the business's view was made fresh after the request arrived
+    /// (authentication fences it, for the key's sake): a live check then answers
+    /// from it without fencing again.
+    pub fenced: bool,
+}
+
+impl Caller {
+    /// What a check needs of the caller, borrowed.
+    pub fn asker(&self) -> Asker<'_> {
+        Asker {
+            business_id: self.business_id,
+            policy: &self.policy,
+            fenced: self.fenced,
+        }
+    }
+}
+
+/// Who asks a check, borrowed: the single check builds it from the principal
+/// without taking a reference to the policy (see [`Ledger::policy_ref`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Asker<'a> {
+    pub business_id: Uuid,
+    pub policy: &'a Arc<Policy>,
+    /// As [`Caller::fenced`].
+    pub fenced: bool,
 }
 
 /// The consent ledger service. Cheap to clone.
@@ -175,6 +196,11 @@ impl Ledger {
     /// loaded cannot be answered: the caller fails closed.
     pub fn policy(&self, name: &str) -> Option<Arc<Policy>> {
         self.policies.get(name)
+    }
+
+    /// [`Ledger::policy`] borrowed (no reference count taken: the hot path).
+    pub fn policy_ref(&self, name: &str) -> Option<&Arc<Policy>> {
+        self.policies.get_ref(name)
     }
 }
 

@@ -85,7 +85,7 @@ impl OpenLink {
             business_id: self.business_id,
             actor: Actor::PreferenceLink(self.link_id),
             policy: self.policy.clone(),
-            fresh: None,
+            fenced: false,
         }
     }
 }

@@ -367,18 +367,40 @@ impl Projection {
         }
     }
 
-    /// The business's view, fresh, by its policy's name (authentication knows the
-    /// name from the key's row). A policy that is not loaded fails closed.
-    pub async fn fresh_for(
-        &self,
-        business_id: Uuid,
-        policy: &str,
-    ) -> Result<Arc<BusinessView>, StoreError> {
-        let policy = self
-            .policies
-            .get_ref(policy)
-            .ok_or_else(|| StoreError::Unavailable(format!("policy {policy} is not loaded")))?;
-        self.fresh(business_id, policy).await
+    /// A loaded policy by name, borrowed (no reference count taken).
+    pub fn policy_ref(&self, name: &str) -> Option<&Arc<Policy>> {
+        self.policies.get_ref(name)
+    }
+
+    /// Makes the business's view fresh (see [`Projection::fresh`]) without taking
+    /// a reference to it: the hot path's fence. When the view is loaded and
+    /// already at the head the fence reads, that is one read of the view map (a
+    /// sharded lock, no shared write) and the fence itself; otherwise the view is
+    /// loaded or caught up as by [`Projection::fresh`]. Afterwards
+    /// [`Projection::with_view`] finds a view holding every change committed before
+    /// this call (views are never replaced nor dropped once loaded, and `applied`
+    /// only grows).
+    pub async fn fence(&self, business_id: Uuid, policy: &Arc<Policy>) -> Result<(), StoreError> {
+        if let Some(applied) = self.with_view(business_id, BusinessView::applied) {
+            // `applied` read first: it only grows, so a view at least at the head
+            // read afterwards holds every change committed before this call.
+            if applied >= self.store.fresh_head(business_id).await? {
+                return Ok(());
+            }
+        }
+        self.fresh(business_id, policy).await.map(drop)
+    }
+
+    /// Runs `f` on the business's view, borrowed under the view map's read lock
+    /// (no reference count taken: every worker incrementing one view's count would
+    /// bounce its cache line between cores on every check); `None` when the view is
+    /// not loaded. The view is as fresh as the caller made it ([`Projection::fence`]).
+    pub fn with_view<R>(&self, business_id: Uuid, f: impl FnOnce(&BusinessView) -> R) -> Option<R> {
+        self.views
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&business_id)
+            .map(|view| f(view))
     }
 
     /// Subjects held and heap bytes of all loaded views, for `/metrics`.
@@ -395,13 +417,14 @@ impl Projection {
         })
     }
 
-    /// A key's row as last loaded, if this node holds it.
-    pub fn cached_key(&self, key_id: Uuid) -> Option<Arc<KeyCredentials>> {
+    /// Runs `f` on a key's row as last loaded, borrowed under the key map's read
+    /// lock (no reference count taken); `None` when this node does not hold it.
+    pub fn with_key<R>(&self, key_id: Uuid, f: impl FnOnce(&KeyCredentials) -> R) -> Option<R> {
         self.api_keys
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key_id)
-            .cloned()
+            .map(|creds| f(creds))
     }
 
     /// Loads a key's row from the store and keeps it (`None`: no such key, which
@@ -558,7 +581,9 @@ impl Projection {
         Ok(view)
     }
 
-    fn get(&self, business_id: Uuid) -> Option<Arc<BusinessView>> {
+    /// The business's view, if loaded (a reference taken: for batches and
+    /// streams, not the single check).
+    pub fn get(&self, business_id: Uuid) -> Option<Arc<BusinessView>> {
         self.views
             .read()
             .unwrap_or_else(|p| p.into_inner())

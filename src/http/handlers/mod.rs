@@ -38,7 +38,8 @@ pub(crate) fn caller(principal: &Principal, ledger: &Ledger) -> Result<Caller, A
         business_id: principal.business_id,
         actor: principal.actor(),
         policy,
-        fresh: principal.view.clone(),
+        // Authentication fenced the key's business.
+        fenced: true,
     })
 }
 
