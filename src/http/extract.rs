@@ -29,13 +29,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let is_json = match req.mime_type() {
-            Ok(Some(mime)) => {
-                mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json")
-            }
-            _ => false,
-        };
-        if !is_json {
+        if !is_json(req) {
             return Box::pin(async { Err(ApiError::UnsupportedMediaType) });
         }
         let body = read_bounded(req, payload);
@@ -43,6 +37,23 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
             let body = body.await?;
             parse_json(&body).map(|value| Json(value, body))
         })
+    }
+}
+
+/// Whether the request says its body is JSON: `application/json` as such (the
+/// common case, compared without parsing), or any media type whose subtype or
+/// suffix is `json`, with any parameters.
+fn is_json(req: &HttpRequest) -> bool {
+    if req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"application/json"))
+    {
+        return true;
+    }
+    match req.mime_type() {
+        Ok(Some(mime)) => mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json"),
+        _ => false,
     }
 }
 
@@ -331,6 +342,91 @@ mod tests {
             );
         }
     }
+    /// A request with `content_type` and a body arriving in `chunks`, without a
+    /// `Content-Length` (as a chunked upload would).
+    fn chunked(
+        content_type: Option<&str>,
+        chunks: &[&str],
+        limit: usize,
+    ) -> (HttpRequest, Payload) {
+        let chunks: Vec<Result<actix_web::web::Bytes, actix_web::error::PayloadError>> = chunks
+            .iter()
+            .map(|c| Ok(actix_web::web::Bytes::copy_from_slice(c.as_bytes())))
+            .collect();
+        let stream: std::pin::Pin<
+            Box<
+                dyn futures_util::Stream<
+                        Item = Result<actix_web::web::Bytes, actix_web::error::PayloadError>,
+                    >,
+            >,
+        > = Box::pin(futures_util::stream::iter(chunks));
+        let payload = Payload::Stream { payload: stream };
+        let mut req = actix_web::test::TestRequest::post().app_data(BodyLimit(limit));
+        if let Some(content_type) = content_type {
+            req = req.insert_header((header::CONTENT_TYPE, content_type));
+        }
+        (req.to_http_request(), payload)
+    }
+
+    async fn extract(
+        content_type: Option<&str>,
+        chunks: &[&str],
+        limit: usize,
+    ) -> Result<serde_json::Value, ApiError> {
+        let (req, mut payload) = chunked(content_type, chunks, limit);
+        Json::<serde_json::Value>::from_request(&req, &mut payload)
+            .await
+            .map(|json| json.0)
+    }
+
+    #[actix_web::test]
+    async fn json_media_types_are_recognised_with_or_without_parameters() {
+        for accepted in [
+            "application/json",
+            "APPLICATION/JSON",
+            "application/json; charset=utf-8",
+            "application/merge-patch+json",
+        ] {
+            let value = extract(Some(accepted), &[r#"{"a":1}"#], 1024).await;
+            assert_eq!(value.ok(), Some(serde_json::json!({"a": 1})), "{accepted}");
+        }
+        for refused in [Some("text/plain"), Some("application/jsonx"), None] {
+            let refused_as = extract(refused, &[r#"{"a":1}"#], 1024).await;
+            assert!(
+                matches!(refused_as, Err(ApiError::UnsupportedMediaType)),
+                "{refused:?}: {refused_as:?}"
+            );
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_body_in_several_chunks_is_read_whole_and_bounded() {
+        let json = Some("application/json");
+        let value = extract(json, &[r#"{"a":"#, r#"[1,2"#, r#"]}"#], 1024).await;
+        assert_eq!(value.ok(), Some(serde_json::json!({"a": [1, 2]})));
+        let value = extract(json, &[r#"{"a":1}"#], 1024).await;
+        assert_eq!(value.ok(), Some(serde_json::json!({"a": 1})), "one chunk");
+        // Past the limit in a later chunk, or in the first, without a declared length.
+        let over = extract(json, &[r#"{"a":"#, r#""0123456789"}"#], 12).await;
+        assert!(
+            matches!(over, Err(ApiError::PayloadTooLarge { limit: 12 })),
+            "{over:?}"
+        );
+        let over = extract(json, &[r#"{"a":"0123456789"}"#], 12).await;
+        assert!(
+            matches!(over, Err(ApiError::PayloadTooLarge { limit: 12 })),
+            "{over:?}"
+        );
+        // Exactly the limit is allowed.
+        let exact = extract(json, &[r#"{"a":"#, r#""012345"}"#], 15).await;
+        assert_eq!(exact.ok(), Some(serde_json::json!({"a": "012345"})));
+        // No body at all: not JSON.
+        let empty = extract(json, &[], 1024).await;
+        assert!(
+            matches!(empty, Err(ApiError::MalformedBody(_))),
+            "{empty:?}"
+        );
+    }
 }
 
 /// The `Idempotency-Key` header of a write, if any: 1 to 255 visible ASCII
@@ -394,15 +490,26 @@ fn read_bounded(
         if declared.is_some_and(|len| len > limit) {
             return Err(ApiError::PayloadTooLarge { limit });
         }
+        let unreadable = |_| ApiError::MalformedBody("the request body could not be read".into());
+        // A small body usually arrives in one chunk: kept as it is, not copied.
+        let Some(first) = payload.next().await.transpose().map_err(unreadable)? else {
+            return Ok(actix_web::web::Bytes::new());
+        };
+        if first.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        let Some(second) = payload.next().await.transpose().map_err(unreadable)? else {
+            return Ok(first);
+        };
         let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
-        while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|_| {
-                ApiError::MalformedBody("the request body could not be read".into())
-            })?;
+        let mut next = Some(second);
+        body.extend_from_slice(&first);
+        while let Some(chunk) = next {
             if body.len() + chunk.len() > limit {
                 return Err(ApiError::PayloadTooLarge { limit });
             }
             body.extend_from_slice(&chunk);
+            next = payload.next().await.transpose().map_err(unreadable)?;
         }
         Ok(body.freeze())
     })

@@ -260,30 +260,53 @@ impl FromStr for Amount {
     }
 }
 
-impl fmt::Display for Amount {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Amount {
+    /// The canonical decimal text, written into `buf` without the formatting
+    /// machinery (it is written into every priced check answer): the units, and
+    /// up to six fraction digits with trailing zeros dropped.
+    fn write<'a>(&self, buf: &'a mut [u8; 28]) -> &'a str {
         let int = self.0 / MICROS_PER_UNIT;
         let frac = self.0 % MICROS_PER_UNIT;
-        if frac == 0 {
-            return write!(f, "{int}");
+        let mut len = 0;
+        if frac != 0 {
+            // Six digits from the right, trailing zeros dropped.
+            let mut digits = [b'0'; 6];
+            let mut rest = frac;
+            for digit in digits.iter_mut().rev() {
+                *digit = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+                rest /= 10;
+            }
+            let kept = 6 - digits.iter().rev().take_while(|d| **d == b'0').count();
+            // Written back to front: the fraction, then the point.
+            for digit in digits[..kept].iter().rev() {
+                buf[27 - len] = *digit;
+                len += 1;
+            }
+            buf[27 - len] = b'.';
+            len += 1;
         }
-        // Six digits, trailing zeros dropped, without allocating (it is written
-        // into every priced check answer).
-        let mut digits = [b'0'; 6];
-        let mut rest = frac;
-        for digit in digits.iter_mut().rev() {
-            *digit = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+        let mut rest = int;
+        loop {
+            buf[27 - len] = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+            len += 1;
             rest /= 10;
+            if rest == 0 {
+                break;
+            }
         }
-        let len = 6 - digits.iter().rev().take_while(|d| **d == b'0').count();
-        let digits = std::str::from_utf8(&digits[..len]).unwrap_or_default();
-        write!(f, "{int}.{digits}")
+        std::str::from_utf8(&buf[28 - len..]).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.write(&mut [0; 28]))
     }
 }
 
 impl Serialize for Amount {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str(self.write(&mut [0; 28]))
     }
 }
 
@@ -1570,6 +1593,38 @@ es = "Respuestas a sus mensajes."
         }
         assert_eq!(Amount::from_micros(-1), None);
         assert_eq!(Amount::from_micros(5).map(Amount::micros), Some(5));
+    }
+
+    #[test]
+    fn an_amount_is_written_as_the_formatter_would_write_it() {
+        // The reference: units, then the six fraction digits less trailing zeros.
+        let reference = |micros: i64| {
+            let (int, frac) = (micros / 1_000_000, micros % 1_000_000);
+            if frac == 0 {
+                int.to_string()
+            } else {
+                format!("{int}.{}", format!("{frac:06}").trim_end_matches('0'))
+            }
+        };
+        let mut samples = vec![0, 1, 9, 10, 999_999, 1_000_000, 1_000_001, i64::MAX];
+        // A spread over every magnitude, with and without fractions.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let digits = (x % 19) as u32;
+            samples.push((x >> 8) as i64 % 10_i64.pow(digits).max(1));
+        }
+        for micros in samples {
+            let amount = Amount::from_micros(micros).expect("not negative");
+            assert_eq!(amount.to_string(), reference(micros), "{micros}");
+            assert_eq!(
+                serde_json::to_string(&amount).expect("serialises"),
+                format!("\"{}\"", reference(micros)),
+                "{micros}"
+            );
+        }
     }
 
     #[test]
