@@ -14,7 +14,12 @@
 #      row, prepared statements, synchronous_commit as the server has it);
 # then a fixed rate of half the median maximum of 1 (and of 2), open loop
 # (examples/write_load.rs, wrk2-style: latency counted from when a request was
-# due), 64 connections: p99 at that rate.
+# due), 64 connections: p99 at that rate, the bytes written per opt-in meanwhile
+# (SQLite: by the server process, WAL and database; PostgreSQL: WAL generated,
+# cluster-wide), and right after it a witness at the same rate, to tell the
+# service's tail from the disk's at that moment: pgbench throttled to the rate
+# (PostgreSQL), bench/sqlite_witness.py (SQLite). The ratio column is the
+# service's p99 over the witness's.
 # Prints medians and ratios. PostgreSQL uses $BENCH_POSTGRES_URL (a database is
 # created and dropped).
 set -euo pipefail
@@ -119,14 +124,50 @@ run_pgbench() { # -> tps
     | sed -n 's/^tps = \([0-9.]*\) .*/\1/p'
 }
 
-run_fixed() { # KEYS RATE PREFIX -> "p99 achieved non201"
-  local out
+# Bytes this backend wrote while a fixed-rate run ran: SQLite, what the server
+# process wrote to disk (WAL and database, /proc/PID/io write_bytes); PostgreSQL,
+# the WAL it generated (pg_current_wal_lsn).
+written_bytes() {
+  if [ "$BACKEND" = postgres ]; then
+    psql "$DATABASE_URL" -Atc "SELECT pg_current_wal_lsn() - '0/0'"
+  else
+    sed -n 's/^write_bytes: //p' "/proc/$SERVER/io"
+  fi
+}
+
+run_fixed() { # KEYS RATE PREFIX -> "p99 achieved non201 bytes_per_opt_in"
+  local out before after
+  before=$(written_bytes)
   out=$(target/release/examples/write_load "$URL" "$1" "$2" "$SECONDS_PER_RUN" 64 "$3" | grep RESULT)
-  echo "$out" | sed 's/.*non201=\([0-9]*\) rate=\([0-9.]*\) p50_ms=[0-9.]* p99_ms=\([0-9.]*\).*/\3 \2 \1/'
+  after=$(written_bytes)
+  echo "$out" | sed 's/.*sent=\([0-9]*\) non201=\([0-9]*\) rate=\([0-9.]*\) p50_ms=[0-9.]* p99_ms=\([0-9.]*\).*/\4 \3 \2 \1/' \
+    | { read -r p99 rate bad sent; echo "$p99 $rate $bad $(( (after - before) / sent ))"; }
+}
+
+# What the disk permitted at the same moment, at the same rate (RATE): on
+# PostgreSQL pgbench, 64 clients, the pgbench transaction above, throttled to RATE
+# (its latency counted from each transaction's scheduled start, so its schedule lag
+# is in it); on SQLite bench/sqlite_witness.py (the same row shape, group commit,
+# open loop, synchronous=FULL) in a database of its own beside the service's.
+# -> p99 in ms.
+run_witness() { # RATE
+  if [ "$BACKEND" = postgres ]; then
+    rm -f "$WORK"/pgbench_log*
+    "$PGBENCH" -n -M prepared -R "$1" -c 64 -j 2 -T "$SECONDS_PER_RUN" -l --log-prefix="$WORK/pgbench_log" \
+      -f "$WORK/pgbench_opt_in.sql" "$DATABASE_URL" > /dev/null 2>&1
+    # Each line: client, transaction, latency (us, from the scheduled start), ...
+    cat "$WORK"/pgbench_log* | python3 -c '
+import sys
+l = sorted(int(line.split()[2]) for line in sys.stdin)
+print(f"{l[int((len(l) - 1) * 0.99)] / 1000:.2f}")'
+  else
+    python3 bench/sqlite_witness.py "$DATA" "$1" "$SECONDS_PER_RUN" | sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p'
+  fi
 }
 
 bench_backend() {
   local backend=$1
+  BACKEND=$backend
   local port
   port=$(free_port)
   DATA="$WORK/$backend"
@@ -169,17 +210,21 @@ bench_backend() {
   local half1 halfm
   half1=$(python3 -c "print(int($(median "${s1[@]}") / 2))")
   halfm=$(python3 -c "print(int($(median "${sm[@]}") / 2))")
-  local f1 fm
+  local f1 fm w1 wm
   f1=$(run_fixed "$one" "$half1" 5)
+  w1=$(run_witness "$half1")
   fm=$(run_fixed "$many" "$halfm" 6)
-  echo "  $backend fixed rate: one business $half1/s -> p99/achieved/non201 $f1; $BUSINESSES businesses $halfm/s -> $fm" >&2
+  wm=$(run_witness "$halfm")
+  echo "  $backend fixed rate: one business $half1/s -> p99/achieved/non201/bytes per opt-in $f1 (witness p99 $w1 ms); $BUSINESSES businesses $halfm/s -> $fm (witness p99 $wm ms)" >&2
   python3 - "$backend" "$BUSINESSES" "$(median "${s1[@]}")" "$(median "${s1p50[@]}")" "$(median "${s1p99[@]}")" \
-    "$(median "${sm[@]}")" "$(median "${smp99[@]}")" "${pg:+$(median "${pg[@]}")}" "$half1" "$f1" "$halfm" "$fm" << 'EOF'
+    "$(median "${sm[@]}")" "$(median "${smp99[@]}")" "${pg:+$(median "${pg[@]}")}" "$half1" "$f1" "$halfm" "$fm" "$w1" "$wm" << 'EOF'
 import sys
-b, n, s1, s1p50, s1p99, sm, smp99, pg, half1, f1, halfm, fm = sys.argv[1:]
+b, n, s1, s1p50, s1p99, sm, smp99, pg, half1, f1, halfm, fm, w1, wm = sys.argv[1:]
 s1, sm = float(s1), float(sm)
-f1p99, f1rate, f1bad = f1.split()
-fmp99, fmrate, fmbad = fm.split()
+f1p99, f1rate, f1bad, f1bytes = f1.split()
+fmp99, fmrate, fmbad, fmbytes = fm.split()
+witness = "pgbench -R" if pg else "sqlite_witness.py"
+written = "WAL" if pg else "written"
 if pg:
     pg = float(pg)
     print(f"| {b}, one business, c=64 | {s1:,.0f}/s | pgbench {pg:,.0f} tps | {s1 / pg:.2f}x | p50 {float(s1p50):.1f} / p99 {float(s1p99):.1f} ms |")
@@ -187,8 +232,8 @@ if pg:
 else:
     print(f"| {b}, one business, c=64 | {s1:,.0f}/s | target 5,000/s | {s1 / 5000:.2f}x | p50 {float(s1p50):.1f} / p99 {float(s1p99):.1f} ms |")
     print(f"| {b}, {n} businesses, c=64 | {sm:,.0f}/s | target 5,000/s | {sm / 5000:.2f}x | p99 {float(smp99):.1f} ms |")
-print(f"| {b}, one business, fixed {int(half1):,}/s (half max) | achieved {float(f1rate):,.0f}/s, non-201 {f1bad} | | | p99 {float(f1p99):.1f} ms |")
-print(f"| {b}, {n} businesses, fixed {int(halfm):,}/s (half max) | achieved {float(fmrate):,.0f}/s, non-201 {fmbad} | | | p99 {float(fmp99):.1f} ms |")
+print(f"| {b}, one business, fixed {int(half1):,}/s (half max) | achieved {float(f1rate):,.0f}/s, non-201 {f1bad}, {written} {int(f1bytes) / 1000:.1f} KB/opt-in | {witness} same rate: p99 {float(w1):.1f} ms | {float(f1p99) / float(w1):.2f}x | p99 {float(f1p99):.1f} ms |")
+print(f"| {b}, {n} businesses, fixed {int(halfm):,}/s (half max) | achieved {float(fmrate):,.0f}/s, non-201 {fmbad}, {written} {int(fmbytes) / 1000:.1f} KB/opt-in | {witness} same rate: p99 {float(wm):.1f} ms | {float(fmp99) / float(wm):.2f}x | p99 {float(fmp99):.1f} ms |")
 EOF
   kill "$SERVER" 2> /dev/null && wait "$SERVER" 2> /dev/null || true
   SERVER=""

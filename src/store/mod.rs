@@ -222,6 +222,10 @@ pub enum Written<T> {
 
 /// How long a SQLite connection waits for a lock before giving up.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 5000;
+/// How many frames the SQLite WAL may hold before [`Store::checkpoint_wal`]
+/// holds the writers back to restart it (256 MiB with 4 KiB pages: at the
+/// 90-100 MB/s a steady 5,000 opt-ins/s write, one short stall every ~3 s).
+const WAL_RESTART_FRAMES: i32 = 65_536;
 /// How long an erasure waits, at most, for SQLite's WAL to be truncated.
 pub const WAL_SHRED_WAIT: Duration = Duration::from_secs(3);
 /// How long one truncation attempt waits for readers to leave the WAL.
@@ -537,16 +541,40 @@ impl Store {
         Ok(conn)
     }
 
-    /// SQLite: copies what the WAL holds back into the database without waiting
-    /// for readers or writers (`PASSIVE`); the WAL restarts from its beginning once
-    /// a checkpoint completed. With `synchronous=FULL` the database is fsynced
-    /// before the WAL is reused, so nothing committed is ever only in memory.
-    /// A no-op on PostgreSQL.
+    /// SQLite: copies what the WAL holds back into the database (`PASSIVE`: it
+    /// never waits for a reader or a writer), and keeps the WAL from growing
+    /// without end. With `synchronous=FULL` the database is fsynced before the
+    /// WAL is reused, so nothing committed is ever only in memory. A no-op on
+    /// PostgreSQL.
+    ///
+    /// The WAL restarts from its beginning only at a write transaction that
+    /// begins when a checkpoint has copied every frame, and under a steady
+    /// stream of batches a checkpoint beside the writer never has (the writer
+    /// commits more frames while it copies): the WAL grew by every commit
+    /// (540 MB in 10 s at 5,000 opt-ins/s, 949 MB in 8 s at 3,000/s;
+    /// BENCHMARKS.md, writes, session 8) until the load paused. So once it
+    /// holds more than [`WAL_RESTART_FRAMES`], this process's writers are held
+    /// back (the in-process writer lock) while a second pass copies the few
+    /// commits made during the first. With no writer in the way it completes
+    /// (unless a reader still reads an older snapshot: the next call tries
+    /// again), and the writer's next transaction restarts the WAL, overwriting
+    /// its frames in place. The bulk of the copying, and most fsyncs of the
+    /// database, stay beside the writer.
     pub fn checkpoint_wal(&self, conn: &mut DbConnection) -> Result<(), StoreError> {
-        if self.backend == Backend::Sqlite {
-            let _: WalCheckpoint =
-                diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result(conn)?;
+        if self.backend != Backend::Sqlite {
+            return Ok(());
         }
+        let beside: WalCheckpoint =
+            diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result(conn)?;
+        if beside.log <= WAL_RESTART_FRAMES {
+            return Ok(());
+        }
+        let _writers = self
+            .sqlite_writer
+            .as_ref()
+            .map(|lock| lock.lock().unwrap_or_else(|p| p.into_inner()));
+        let _: WalCheckpoint =
+            diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result(conn)?;
         Ok(())
     }
 

@@ -50,7 +50,9 @@
 //! 6. SQLite only: the writer's connection never checkpoints the WAL itself (an
 //!    automatic checkpoint would copy pages back and fsync the database inside
 //!    the writer's commit, stalling every write queued behind it); a thread beside
-//!    it runs a PASSIVE checkpoint every 250 ms (`WAL_CHECKPOINT_EVERY`).
+//!    it runs a PASSIVE checkpoint every 250 ms (`WAL_CHECKPOINT_EVERY`), and
+//!    holds the writer back for a short second pass when the WAL has grown
+//!    large, so that it restarts (`Store::checkpoint_wal`).
 //!
 //! The chain is exactly what it was with one transaction per write: per
 //! business, contiguous, each event in the same transaction as its change.
