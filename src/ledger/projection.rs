@@ -381,14 +381,19 @@ impl Projection {
     /// this call (views are never replaced nor dropped once loaded, and `applied`
     /// only grows).
     pub async fn fence(&self, business_id: Uuid, policy: &Arc<Policy>) -> Result<(), StoreError> {
-        if let Some(applied) = self.with_view(business_id, BusinessView::applied) {
-            // `applied` read first: it only grows, so a view at least at the head
-            // read afterwards holds every change committed before this call.
-            if applied >= self.store.fresh_head(business_id).await? {
-                return Ok(());
+        let Some(applied) = self.with_view(business_id, BusinessView::applied) else {
+            return self.fresh(business_id, policy).await.map(drop);
+        };
+        // `applied` read first: it only grows, so a view at least at the head
+        // read afterwards holds every change committed before this call.
+        let head = self.store.fresh_head(business_id).await?;
+        if applied < head {
+            let view = self.view_with(business_id, policy).await?;
+            if view.applied() < head {
+                self.catch_up(&view, head).await?;
             }
         }
-        self.fresh(business_id, policy).await.map(drop)
+        Ok(())
     }
 
     /// Runs `f` on the business's view, borrowed under the view map's read lock
