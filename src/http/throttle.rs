@@ -28,7 +28,7 @@
 //! compare-and-swap, behind a lock word of the map's shard): on every request
 //! of a busy key it bounces between cores, which cost more than the rest of
 //! the check together. So each worker thread takes a key's tokens from the
-//! shared limiter `lease` at a time (1 for small bursts: exact; a thousandth of
+//! shared limiter `lease` at a time (1 for small bursts: exact; 1/1024 of
 //! the burst up to [`MAX_LEASE`] otherwise) and spends them from a small
 //! per-thread cache. Only when all `lease` tokens are there at once; else the
 //! request takes its one token from the shared limiter, exactly as without
