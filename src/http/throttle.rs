@@ -26,8 +26,8 @@
 //! # Tokens taken a few at a time
 //! A limiter's state for one key is a word every worker thread writes (a
 //! compare-and-swap, behind a lock word of the map's shard): on every request
-//! of a busy key it bounces between cores, which cost more than the rest of
-//! the check together. So each worker thread takes a key's tokens from the
+//! of a busy key it bounces between cores (about 1 µs of CPU per check with both
+//! limiters, BENCHMARKS.md, session 8). So each worker thread takes a key's tokens from the
 //! shared limiter `lease` at a time (1 for small bursts: exact; 1/1024 of
 //! the burst up to [`MAX_LEASE`] otherwise) and spends them from a small
 //! per-thread cache. Only when all `lease` tokens are there at once; else the
