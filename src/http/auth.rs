@@ -2,19 +2,23 @@
 //!
 //! # How a key is checked
 //! A token of the wrong shape is refused before anything else. Otherwise the
-//! key's row is read by primary key (one lookup) and the presented secret is
-//! checked against the stored hash: for current keys an HMAC-SHA256 under a key
-//! derived from the master key, compared in constant time (`crypto::api_key`):
-//! a few microseconds, no allocation worth naming. The row is read on every
-//! request, so a revoked key is refused on its very next request, on every node.
+//! key's row (scopes, revocation, secret hash) comes from this node's
+//! projection (`ledger::projection`), loaded on first use and borrowed, not
+//! copied, on every request after. The key's business is fenced first: every
+//! key created or revoked before the request arrived, through any node, is then
+//! in the kept rows (a catch-up evicts the rows its key events name, and the
+//! next request loads them again), so a revoked key is refused by every node's
+//! next request without a database read per request. Then the presented secret
+//! is checked against the stored hash: for current keys an HMAC-SHA256 under a
+//! key derived from the master key, compared in constant time
+//! (`crypto::api_key`), a few microseconds.
 //!
-//! # Why there is no cache any more
-//! With argon2 hashes, a check cost ~20 ms and 19 MiB, so this module kept a
-//! cache of verified keys and a negative cache of recent failures, and a flood of
-//! wrong secrets still cost one argon2 each (and, through the allocator, hundreds
-//! of MiB that stayed). With an HMAC the verification is cheaper than the row
-//! lookup that must happen anyway for revocation, so both caches went: less state,
-//! nothing to invalidate, memory flat under any flood.
+//! # No cache of verified secrets
+//! With argon2 hashes, a check cost ~20 ms and 19 MiB, so this module once kept
+//! a cache of verified keys and a negative cache of recent failures, and a flood
+//! of wrong secrets still cost one argon2 each. With an HMAC every request
+//! verifies its secret: nothing verified is remembered, and memory stays flat
+//! under any flood.
 //!
 //! # Timing
 //! An unknown key id is checked against a dummy tag with the same HMAC and the
