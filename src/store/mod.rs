@@ -77,8 +77,19 @@ macro_rules! insert_many {
         let rest = chunks.remainder();
         if !rest.is_empty() {
             inserted += match conn {
+                // Row by row: a one-row statement's text never changes, so diesel
+                // keeps it prepared, where a statement of `rest.len()` rows would be
+                // parsed again on every batch (7% of the process's CPU at 2,000
+                // opt-ins/s; BENCHMARKS.md, writes, session 8); SQLite has no
+                // round trip to save.
                 $crate::store::DbConnection::Sqlite(c) => {
-                    diesel::insert_into($table).values(rest).execute(c)?
+                    let mut n = 0;
+                    for row in rest {
+                        n += diesel::insert_into($table)
+                            .values(std::array::from_ref(row))
+                            .execute(c)?;
+                    }
+                    n
                 }
                 $crate::store::DbConnection::Postgres(c) => {
                     diesel::insert_into($table).values(rest).execute(c)?
