@@ -376,22 +376,22 @@ impl Projection {
     /// a reference to it: the hot path's fence. When the view is loaded and
     /// already at the head the fence reads, that is one read of the view map (a
     /// sharded lock, no shared write) and the fence itself; otherwise the view is
-    /// loaded or caught up as by [`Projection::fresh`]. Afterwards
+    /// loaded, or caught up to that head. Afterwards
     /// [`Projection::with_view`] finds a view holding every change committed before
     /// this call (views are never replaced nor dropped once loaded, and `applied`
     /// only grows).
     pub async fn fence(&self, business_id: Uuid, policy: &Arc<Policy>) -> Result<(), StoreError> {
-        let Some(applied) = self.with_view(business_id, BusinessView::applied) else {
-            return self.fresh(business_id, policy).await.map(drop);
+        let applied = match self.with_view(business_id, BusinessView::applied) {
+            Some(applied) => applied,
+            None => self.view_with(business_id, policy).await?.applied(),
         };
         // `applied` read first: it only grows, so a view at least at the head
         // read afterwards holds every change committed before this call.
         let head = self.store.fresh_head(business_id).await?;
         if applied < head {
+            // Under the view's apply lock, a no-op if another caught it up.
             let view = self.view_with(business_id, policy).await?;
-            if view.applied() < head {
-                self.catch_up(&view, head).await?;
-            }
+            self.catch_up(&view, head).await?;
         }
         Ok(())
     }
@@ -488,12 +488,8 @@ impl Projection {
         business_id: Uuid,
         policy: &Arc<Policy>,
     ) -> Result<Arc<BusinessView>, StoreError> {
-        let view = self.view_with(business_id, policy).await?;
-        let head = self.store.fresh_head(business_id).await?;
-        if view.applied() < head {
-            self.catch_up(&view, head).await?;
-        }
-        Ok(view)
+        self.fence(business_id, policy).await?;
+        self.view_with(business_id, policy).await
     }
 
     /// After a write of this business committed: bring the view up to it before

@@ -24,19 +24,30 @@ use super::error::{ApiError, FieldError};
 use super::extract::IdempotencyKey;
 use crate::domain::evidence::{FieldProblem, Limits};
 use crate::domain::phone::{Phone, PhoneError};
-use crate::ledger::{Caller, Ledger};
+use crate::ledger::{Asker, Caller, Ledger};
 use crate::policy::{Category, Policy};
 use crate::store::{IdempotencyRequest, Written};
 
 /// The caller of a ledger operation. A business whose policy is not loaded cannot
 /// be answered (fail closed): 503.
 pub(crate) fn caller(principal: &Principal, ledger: &Ledger) -> Result<Caller, ApiError> {
-    let policy = ledger.policy(&principal.policy).ok_or_else(|| {
+    let asker = asker(principal, ledger)?;
+    Ok(Caller {
+        business_id: asker.business_id,
+        actor: principal.actor(),
+        policy: asker.policy.clone(),
+        fenced: asker.fenced,
+    })
+}
+
+/// What a check needs of the caller, with the policy borrowed (the single check:
+/// no reference count written per request). Fails closed like [`caller`].
+pub(crate) fn asker<'a>(principal: &Principal, ledger: &'a Ledger) -> Result<Asker<'a>, ApiError> {
+    let policy = ledger.policy_ref(&principal.policy).ok_or_else(|| {
         ApiError::Unavailable(format!("policy {} is not loaded", principal.policy))
     })?;
-    Ok(Caller {
+    Ok(Asker {
         business_id: principal.business_id,
-        actor: principal.actor(),
         policy,
         // Authentication fenced the key's business.
         fenced: true,

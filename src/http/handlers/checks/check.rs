@@ -8,10 +8,10 @@ use crate::domain::Scope;
 use crate::http::auth::Principal;
 use crate::http::error::{ApiError, FieldError, Problem};
 use crate::http::extract::Json;
-use crate::http::handlers::{parse_phone, unknown_category};
+use crate::http::handlers::{asker, parse_phone, unknown_category};
 use crate::http::responses::{ApiKeyErrors, JsonBodyErrors};
+use crate::ledger::Ledger;
 use crate::ledger::check::{CheckError, CheckResponse};
-use crate::ledger::{Asker, Ledger};
 
 /// May this business send a message of this category to this number?
 #[derive(Debug, Deserialize, ToSchema)]
@@ -46,16 +46,8 @@ pub async fn check_contact(
     body: Json<CheckContactRequest>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Scope::ChecksRead)?;
-    // The policy borrowed, not counted (every worker would write its count).
-    let policy = ledger.policy_ref(&principal.policy).ok_or_else(|| {
-        ApiError::Unavailable(format!("policy {} is not loaded", principal.policy))
-    })?;
-    let asker = Asker {
-        business_id: principal.business_id,
-        policy,
-        // Authentication fenced the key's business.
-        fenced: true,
-    };
+    let asker = asker(&principal, &ledger)?;
+    let policy = asker.policy;
     let request = body.0;
     let mut errors = Vec::new();
     let category = policy.category(&request.category);
