@@ -890,8 +890,14 @@ impl Shard {
             return Err(StoreError::Unavailable("the writer stopped".into()));
         }
         queue.waiting.push(job);
+        // The writer waits only for a first write: while it works it takes
+        // whatever queued meanwhile, so no other push wakes it (a notify is a
+        // system call, one per write at these rates).
+        let first = queue.waiting.len() == 1;
         drop(queue);
-        self.wake.notify_one();
+        if first {
+            self.wake.notify_one();
+        }
         Ok(())
     }
 
