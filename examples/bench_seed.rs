@@ -51,7 +51,11 @@ fn main() {
                             },
                         }))
                         .await;
-                    !matches!(res, Ok(r) if r.status().as_u16() == 201)
+                    // Read to its end, so that awc keeps the connection.
+                    match res {
+                        Ok(mut r) => r.status().as_u16() != 201 || r.body().await.is_err(),
+                        Err(_) => true,
+                    }
                 }
             })
             .buffer_unordered(32)
