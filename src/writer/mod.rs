@@ -50,9 +50,11 @@
 //! 6. SQLite only: the writer's connection never checkpoints the WAL itself (an
 //!    automatic checkpoint would copy pages back and fsync the database inside
 //!    the writer's commit, stalling every write queued behind it); a thread beside
-//!    it runs a PASSIVE checkpoint every 250 ms (`WAL_CHECKPOINT_EVERY`), and
-//!    holds the writer back for a short second pass when the WAL has grown
-//!    large, so that it restarts (`Store::checkpoint_wal`).
+//!    it runs a PASSIVE checkpoint every 100 ms (`WAL_CHECKPOINT_EVERY`),
+//!    syncs the database file after it (so that the copied pages reach the disk
+//!    beside the writer, a little at a time), and holds the writer back for a
+//!    short second pass when the WAL has grown large, so that it restarts
+//!    (`Store::checkpoint_wal`).
 //!
 //! The chain is exactly what it was with one transaction per write: per
 //! business, contiguous, each event in the same transaction as its change.
@@ -1074,8 +1076,10 @@ impl Savepoint {
 }
 
 /// How often the WAL of a SQLite database is checkpointed (see
-/// [`Store::writer_connection`]).
-const WAL_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+/// [`Store::writer_connection`]). Often, so that each pass, and the sync of the
+/// database file after it, is small: at 6,500 opt-ins/s, the p99 was 19-20 ms
+/// with 100 ms and 25-35 ms with 250 ms (BENCHMARKS.md, writes, session 9).
+const WAL_CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// SQLite: checkpoints the WAL beside the writer (whose own connection does not),
 /// until the writer is gone.
