@@ -607,13 +607,23 @@ impl Store {
     /// database, stay beside the writer: after each pass beside it the database
     /// file is synced ([`sync_database_file`]), so the pass that holds the writer
     /// back has only its own few pages to sync.
-    pub fn checkpoint_wal(&self, conn: &mut DbConnection) -> Result<(), StoreError> {
+    ///
+    /// `synced` is the caller's memory of how far the WAL was copied at the last
+    /// sync: a pass that copied nothing new (an idle server) syncs nothing.
+    pub fn checkpoint_wal(
+        &self,
+        conn: &mut DbConnection,
+        synced: &mut Option<i32>,
+    ) -> Result<(), StoreError> {
         if self.backend != Backend::Sqlite {
             return Ok(());
         }
         let beside: WalCheckpoint =
             diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result(conn)?;
-        sync_database_file(conn)?;
+        if *synced != Some(beside.checkpointed) {
+            sync_database_file(conn)?;
+            *synced = Some(beside.checkpointed);
+        }
         if beside.log <= WAL_RESTART_FRAMES {
             return Ok(());
         }

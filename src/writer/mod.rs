@@ -1088,16 +1088,17 @@ fn start_wal_checkpoints(store: Store, writer: std::sync::Weak<Inner>) {
         .name("consentgate-wal-checkpoints".into())
         .spawn(move || {
             let mut conn = None;
+            let mut synced = None;
             loop {
                 std::thread::sleep(WAL_CHECKPOINT_EVERY);
                 if writer.strong_count() == 0 {
                     return;
                 }
                 let checkpointed = match conn.as_mut() {
-                    Some(c) => store.checkpoint_wal(c),
+                    Some(c) => store.checkpoint_wal(c, &mut synced),
                     None => store
                         .dedicated_connection()
-                        .and_then(|c| store.checkpoint_wal(conn.insert(c))),
+                        .and_then(|c| store.checkpoint_wal(conn.insert(c), &mut synced)),
                 };
                 if let Err(e) = checkpointed {
                     tracing::debug!(error = %e, "WAL checkpoint failed; retried");
