@@ -281,40 +281,6 @@ impl WalCheckpoint {
     }
 }
 
-/// The file of a SQLite connection's main database (`PRAGMA database_list`).
-#[derive(diesel::QueryableByName)]
-struct DatabaseFile {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    file: String,
-}
-
-/// SQLite: flushes to disk what checkpoints copied into the database file so far
-/// (an `fdatasync` of the file, beside the writer). SQLite syncs the database
-/// only at the end of a checkpoint that copied every frame; a checkpoint beside a
-/// busy writer never has, so without this every page copied since the last
-/// restart waited in memory for the one pass that holds the writer back, and its
-/// fsync stalled every write (3-71 ms every 1.5-2 s at 6,500 opt-ins/s;
-/// BENCHMARKS.md, writes, session 9). Another sync of the same file costs
-/// nothing in safety: it only makes data durable sooner.
-fn sync_database_file(conn: &mut DbConnection) -> Result<(), StoreError> {
-    // A temporary or in-memory database has nothing on disk to sync.
-    let Some(path) = database_file(conn)? else {
-        return Ok(());
-    };
-    std::fs::File::open(path)
-        .and_then(|f| f.sync_data())
-        .map_err(|e| StoreError::Unavailable(format!("syncing the database file: {e}")))
-}
-
-/// SQLite: the path of the connection's main database file (`None` for a
-/// temporary or in-memory database).
-fn database_file(conn: &mut DbConnection) -> Result<Option<PathBuf>, StoreError> {
-    let file: DatabaseFile =
-        diesel::sql_query("SELECT file FROM pragma_database_list WHERE name = 'main'")
-            .get_result(conn)?;
-    Ok((!file.file.is_empty()).then(|| PathBuf::from(file.file)))
-}
-
 fn wal_checkpoint_truncate(conn: &mut DbConnection) -> Result<WalCheckpoint, StoreError> {
     Ok(diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").get_result(conn)?)
 }
@@ -621,7 +587,7 @@ impl Store {
         let beside: WalCheckpoint =
             diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result(conn)?;
         if *synced != Some(beside.checkpointed) {
-            sync_database_file(conn)?;
+            self.sync_database_file()?;
             *synced = Some(beside.checkpointed);
         }
         if beside.log <= WAL_RESTART_FRAMES {
@@ -634,6 +600,23 @@ impl Store {
         let _: WalCheckpoint =
             diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)").get_result(conn)?;
         Ok(())
+    }
+
+    /// SQLite: flushes to disk what checkpoints copied into the database file so
+    /// far (an `fdatasync` of the file, beside the writer). SQLite syncs the
+    /// database only at the end of a checkpoint that copied every frame; a
+    /// checkpoint beside a busy writer never has, so without this every page
+    /// copied since the last restart waited in memory for the one pass that holds
+    /// the writer back, and its fsync stalled every write (3-71 ms every 1.5-2 s
+    /// at 6,500 opt-ins/s; BENCHMARKS.md, writes, session 9). Another sync of the
+    /// same file costs nothing in safety: it only makes data durable sooner.
+    fn sync_database_file(&self) -> Result<(), StoreError> {
+        let DatabaseUrl::Sqlite(path) = &self.manager.url else {
+            return Ok(());
+        };
+        std::fs::File::open(path)
+            .and_then(|f| f.sync_data())
+            .map_err(|e| StoreError::Unavailable(format!("syncing the database file: {e}")))
     }
 
     /// Checks the durability settings (see [`durability`]) and returns what is
@@ -803,24 +786,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_database_file_synced_after_checkpoints_is_the_connections_own() {
-        use diesel::Connection;
+    fn the_database_file_synced_after_checkpoints_is_the_stores_own() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sync.db");
-        let mut conn = DbConnection::Sqlite(
-            diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap(),
-        );
-        diesel::sql_query("CREATE TABLE t (x INTEGER)")
-            .execute(&mut conn)
-            .unwrap();
-        let found = database_file(&mut conn).unwrap().expect("a file on disk");
-        assert_eq!(found.canonicalize().unwrap(), path.canonicalize().unwrap());
-        sync_database_file(&mut conn).unwrap();
-
-        let mut memory =
-            DbConnection::Sqlite(diesel::SqliteConnection::establish(":memory:").unwrap());
-        assert_eq!(database_file(&mut memory).unwrap(), None);
-        sync_database_file(&mut memory).unwrap();
+        let store = Store::connect(&StoreSettings {
+            url: DatabaseUrl::Sqlite(path.clone()),
+            pool_size: 1,
+            acquire_timeout: Duration::from_secs(5),
+        })
+        .unwrap();
+        assert!(path.exists(), "the pool opened the file");
+        store.sync_database_file().unwrap();
+        // The file it syncs is the one the store opened: gone, the sync fails.
+        std::fs::remove_file(&path).unwrap();
+        assert!(store.sync_database_file().is_err());
     }
 
     #[test]
