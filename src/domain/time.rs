@@ -58,6 +58,21 @@ pub fn serialize_rfc3339<S: serde::Serializer>(
     }
 }
 
+/// Appends `at` to a JSON document being written by hand, as a quoted string:
+/// byte for byte what [`serialize_rfc3339`] gives through serde_json.
+pub fn push_rfc3339_json(at: &DateTime<Utc>, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 30];
+    match write_rfc3339(at, &mut buf) {
+        Some(len) => {
+            out.push(b'"');
+            out.extend_from_slice(&buf[..len]);
+            out.push(b'"');
+        }
+        // chrono's own form (years outside 0..=9999), as serde_json writes it.
+        None => serde_json::to_writer(out, at).expect("an instant serialises into a Vec"),
+    }
+}
+
 /// Writes `at` as `YYYY-MM-DDTHH:MM:SS[.fff[fff[fff]]]Z` into `out`; `None` when
 /// chrono would write it differently (see [`serialize_rfc3339`]).
 fn write_rfc3339(at: &DateTime<Utc>, out: &mut [u8; 30]) -> Option<usize> {

@@ -74,6 +74,78 @@ pub struct CheckResponse {
     pub as_of: DateTime<Utc>,
 }
 
+impl CheckResponse {
+    /// The answer as JSON, written by hand: byte for byte what serde_json writes
+    /// for it (a property test holds the two equal), without serde's per-field
+    /// machinery and with no escaping pass over the strings that cannot need one
+    /// (the reason, ids, instants, the currency and amount). The policy's name and
+    /// version, which come from a file, still go through serde_json. Written into
+    /// every single check's answer.
+    pub fn to_json(&self) -> Vec<u8> {
+        use crate::domain::time::push_rfc3339_json;
+        fn push_uuid(id: &Uuid, out: &mut Vec<u8>) {
+            let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            out.push(b'"');
+            out.extend_from_slice(id.hyphenated().encode_lower(&mut text).as_bytes());
+            out.push(b'"');
+        }
+        fn push_bool(value: bool, out: &mut Vec<u8>) {
+            out.extend_from_slice(if value { b"true" } else { b"false" });
+        }
+        fn push_serde<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+            serde_json::to_writer(out, value)
+                .expect("a string or an instant serialises into a Vec");
+        }
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(b"{\"allowed\":");
+        push_bool(self.allowed, &mut out);
+        out.extend_from_slice(b",\"reason\":\"");
+        out.extend_from_slice(self.reason.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"basis\":");
+        match &self.basis {
+            None => out.extend_from_slice(b"null"),
+            Some(Basis::OptIn { opt_in_id }) => {
+                out.extend_from_slice(b"{\"type\":\"opt_in\",\"opt_in_id\":");
+                push_uuid(opt_in_id, &mut out);
+                out.push(b'}');
+            }
+            Some(window @ Basis::Window { .. }) => push_serde(window, &mut out),
+        }
+        out.extend_from_slice(b",\"billable\":");
+        push_bool(self.billable, &mut out);
+        out.extend_from_slice(b",\"price\":");
+        match &self.price {
+            None => out.extend_from_slice(b"null"),
+            Some(price) => {
+                out.extend_from_slice(b"{\"currency\":\"");
+                out.extend_from_slice(price.currency.as_str().as_bytes());
+                out.extend_from_slice(b"\",\"amount\":\"");
+                out.extend_from_slice(price.amount.write(&mut [0; 28]).as_bytes());
+                out.extend_from_slice(b"\",\"estimate\":");
+                push_bool(price.estimate, &mut out);
+                out.push(b'}');
+            }
+        }
+        out.extend_from_slice(b",\"window_expires_at\":");
+        match &self.window_expires_at {
+            None => out.extend_from_slice(b"null"),
+            Some(at) => push_serde(at, &mut out),
+        }
+        out.extend_from_slice(b",\"policy\":{\"name\":");
+        push_serde(self.policy.name.as_str(), &mut out);
+        out.extend_from_slice(b",\"version\":");
+        push_serde(self.policy.version.as_str(), &mut out);
+        out.extend_from_slice(b"},\"decision_id\":");
+        push_uuid(&self.decision_id, &mut out);
+        out.extend_from_slice(b",\"evaluated_at\":");
+        push_rfc3339_json(&self.evaluated_at, &mut out);
+        out.extend_from_slice(b",\"as_of\":");
+        push_rfc3339_json(&self.as_of, &mut out);
+        out.push(b'}');
+        out
+    }
+}
+
 /// One number of a batch.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct BatchItem {
@@ -529,4 +601,119 @@ pub(crate) fn decide_live(
         },
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::model::{Amount, Currency};
+    use proptest::prelude::*;
+
+    fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+        (
+            // Years 0 to 9999 mostly, and beyond (chrono's own form).
+            prop_oneof![
+                9 => -62_167_219_200i64..253_402_300_800,
+                1 => 253_402_300_800i64..8_210_266_876_799,
+            ],
+            prop_oneof![
+                Just(0u32),
+                (0u32..1_000_000).prop_map(|u| u * 1_000),
+                0u32..1_000_000_000
+            ],
+        )
+            .prop_map(|(secs, nanos)| DateTime::<Utc>::from_timestamp(secs, nanos).unwrap())
+    }
+
+    fn answer() -> impl Strategy<Value = CheckResponse> {
+        let basis = prop_oneof![
+            Just(None),
+            any::<u128>().prop_map(|id| Some(Basis::OptIn {
+                opt_in_id: Uuid::from_u128(id)
+            })),
+            instant().prop_map(|expires_at| Some(Basis::Window { expires_at })),
+        ];
+        let price = proptest::option::of(("[A-Z]{3}", 0i64..1_000_000_000_000, any::<bool>()));
+        (
+            (
+                any::<bool>(),
+                0..Reason::ALL.len(),
+                basis,
+                any::<bool>(),
+                price,
+            ),
+            (
+                proptest::option::of(instant()),
+                // Names and versions from policy files: anything, quotes and
+                // control characters included.
+                any::<String>(),
+                any::<String>(),
+                any::<u128>(),
+                instant(),
+                instant(),
+            ),
+        )
+            .prop_map(
+                |(
+                    (allowed, reason, basis, billable, price),
+                    (window_expires_at, name, version, decision_id, evaluated_at, as_of),
+                )| CheckResponse {
+                    allowed,
+                    reason: Reason::ALL[reason],
+                    basis,
+                    billable,
+                    price: price.map(|(currency, micros, estimate)| PriceEstimate {
+                        currency: Currency::parse(&currency).unwrap(),
+                        amount: Amount::from_micros(micros).unwrap(),
+                        estimate,
+                    }),
+                    window_expires_at,
+                    policy: PolicyRef { name, version },
+                    decision_id: Uuid::from_u128(decision_id),
+                    evaluated_at,
+                    as_of,
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn the_hand_written_answer_is_what_serde_json_writes(answer in answer()) {
+            let ours = answer.to_json();
+            prop_assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(&answer).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn an_answer_with_every_field_is_written_as_serde_json_writes_it() {
+        let at = DateTime::parse_from_rfc3339("2026-12-06T01:22:18.520432Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let answer = CheckResponse {
+            allowed: true,
+            reason: Reason::ServiceWindow,
+            basis: Some(Basis::Window { expires_at: at }),
+            billable: true,
+            price: Some(PriceEstimate {
+                currency: Currency::parse("EUR").unwrap(),
+                amount: Amount::from_micros(58_900).unwrap(),
+                estimate: true,
+            }),
+            window_expires_at: Some(at),
+            policy: PolicyRef {
+                name: "whatsapp-\"eu\"".into(),
+                version: "2026-11-01+sha256:47cff3b3f7bc\u{1}".into(),
+            },
+            decision_id: Uuid::from_u128(7),
+            evaluated_at: at,
+            as_of: at,
+        };
+        let text = String::from_utf8(answer.to_json()).unwrap();
+        assert_eq!(text, serde_json::to_string(&answer).unwrap());
+        assert!(text.contains(r#""amount":"0.0589""#), "{text}");
+        assert!(text.contains(r#""name":"whatsapp-\"eu\"""#), "{text}");
+    }
 }

@@ -264,7 +264,7 @@ impl Amount {
     /// The canonical decimal text, written into `buf` without the formatting
     /// machinery (it is written into every priced check answer): the units, and
     /// up to six fraction digits with trailing zeros dropped.
-    fn write<'a>(&self, buf: &'a mut [u8; 28]) -> &'a str {
+    pub(crate) fn write<'a>(&self, buf: &'a mut [u8; 28]) -> &'a str {
         let int = self.0 / MICROS_PER_UNIT;
         let frac = self.0 % MICROS_PER_UNIT;
         let mut len = 0;

@@ -89,15 +89,7 @@ pub async fn check_contact(
             }
             CheckError::Unavailable(e) => ApiError::Unavailable(e.to_string()),
         })?;
-    // Written into a buffer of about the answer's size: `json` starts at 128
-    // bytes and grows twice for every check.
-    let mut body = Vec::with_capacity(512);
-    match serde_json::to_writer(&mut body, &answer) {
-        Ok(()) => Ok(HttpResponse::Ok()
-            .insert_header(actix_web::http::header::ContentType::json())
-            .body(body)),
-        Err(e) => Err(ApiError::Internal(format!(
-            "the answer did not serialise: {e}"
-        ))),
-    }
+    Ok(HttpResponse::Ok()
+        .insert_header(actix_web::http::header::ContentType::json())
+        .body(answer.to_json()))
 }
