@@ -17,7 +17,8 @@
 //!    one writer anyway), [`POSTGRES_SHARDS`] shards on PostgreSQL, a business
 //!    always on the same one. Each shard is one thread with one connection of
 //!    its own (not from the pool).
-//! 2. The shard's thread takes every write waiting (at most [`MAX_BATCH`]) and
+//! 2. The shard's thread takes every write waiting (at most [`MAX_BATCH`]; on
+//!    SQLite a busy writer first waits up to 2 ms for 16, see [`Gather`]) and
 //!    opens one transaction. It locks the chain heads of the businesses in the
 //!    batch with one statement, in sorted order (so two nodes' batches cannot
 //!    deadlock), then applies the writes in queue order. What they need of the
@@ -866,13 +867,14 @@ struct Queue {
 /// commit costs an fsync of the WAL, and rewrites the last page of every b-tree
 /// it appends to (and, with many businesses, of every business's range in
 /// them), whatever the number of writes it holds; at half the maximum rate a
-/// batch held 4-8 writes. So when the last batch held more than one write (the
-/// writer is busy: an idle server's single write never waits) and fewer than
-/// `target` are waiting, the writer waits up to `window` for that many. With 16
-/// businesses at 3,800 opt-ins/s the p99 was 21.0, 21.6, 49.1 and 22.8 ms with
-/// 2 ms and 16 writes, and 33.4, 129.0, 25.1 and 119.7 ms without; with one
-/// business at 4,500/s the p99 was the same either way, the p50 2 ms longer
-/// (BENCHMARKS.md, writes, session 11). PostgreSQL does not wait: its commits
+/// batch held 3.5-9 writes. So when the last batch held more than one write
+/// (the writer is busy: an idle server's single write never waits) and fewer
+/// than `target` are waiting, the writer waits up to `window` for that many.
+/// With 16 businesses at 3,800 opt-ins/s, 8 rounds each, the p99 was 20.7-49.1
+/// ms (5 rounds under 25 ms) with 2 ms and 16 writes, 18.5-129.0 ms (1 under
+/// 25 ms) without; with one business at 4,500/s the p99 was about the same, the
+/// p50 2-4 ms longer, the CPU per write a fifth to a third less (BENCHMARKS.md,
+/// writes, session 11). PostgreSQL does not wait: its commits
 /// are shared by its own group commit, and its tail was not measured with it.
 #[derive(Clone, Copy)]
 struct Gather {
