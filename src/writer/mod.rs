@@ -874,8 +874,8 @@ struct Queue {
 /// ms (5 rounds under 25 ms) with 2 ms and 16 writes, 18.5-129.0 ms (1 under
 /// 25 ms) without; with one business at 4,500/s the p99 was about the same, the
 /// p50 2-4 ms longer, the CPU per write a fifth to a third less (BENCHMARKS.md,
-/// writes, session 11). PostgreSQL does not wait: its commits
-/// are shared by its own group commit, and its tail was not measured with it.
+/// writes, session 11). PostgreSQL does not wait: its commits share their WAL
+/// flushes through its own group commit, and its tail was not measured with it.
 #[derive(Clone, Copy)]
 struct Gather {
     window: Duration,
