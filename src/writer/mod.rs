@@ -79,7 +79,7 @@ mod unbatched;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
@@ -965,17 +965,13 @@ impl Shard {
         if let Some(gather) = self.gather.filter(|g| {
             queue.last_batch > 1 && !queue.waiting.is_empty() && queue.waiting.len() < g.target
         }) {
-            let until = Instant::now() + gather.window;
-            while queue.waiting.len() < gather.target && !queue.closed {
-                let Some(left) = until.checked_duration_since(Instant::now()) else {
-                    break;
-                };
-                queue = self
-                    .wake
-                    .wait_timeout(queue, left)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
-            }
+            queue = self
+                .wake
+                .wait_timeout_while(queue, gather.window, |q| {
+                    q.waiting.len() < gather.target && !q.closed
+                })
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
         let take = queue.waiting.len().min(MAX_BATCH);
         queue.last_batch = take;
@@ -1204,7 +1200,7 @@ mod tests {
     };
 
     fn timed_batch(shard: &Shard) -> (usize, Duration) {
-        let start = Instant::now();
+        let start = std::time::Instant::now();
         let batch = shard.next_batch().expect("a batch");
         (batch.jobs.len(), start.elapsed())
     }
