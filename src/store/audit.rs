@@ -156,9 +156,23 @@ pub fn save_head(conn: &mut DbConnection, head: &HeadRow) -> Result<(), StoreErr
 /// Stores several moved heads (under their locks, before commit). On PostgreSQL
 /// one statement for all of them (each statement is a round trip the writer
 /// waits for, and a batch of many businesses moves many heads); on SQLite, in
-/// process, one update each.
+/// process, one statement each: the whole row replaced, because diesel keeps an
+/// `INSERT OR REPLACE` prepared and prepares every `UPDATE` afresh (a batch of 16
+/// businesses parsed 16 updates; BENCHMARKS.md, writes, session 12). The rows
+/// exist: the batch locked and read them in this transaction.
 pub fn save_heads(conn: &mut DbConnection, heads: &[HeadRow]) -> Result<(), StoreError> {
     match conn {
+        DbConnection::Sqlite(lite) => heads.iter().try_for_each(|head| {
+            diesel::replace_into(audit_heads::table)
+                .values((
+                    audit_heads::business_id.eq(head.business_id.to_string()),
+                    audit_heads::seq.eq(head.seq),
+                    audit_heads::hash.eq(&head.hash),
+                    audit_heads::last_recorded_at.eq(head.last_recorded_at.map(to_naive)),
+                ))
+                .execute(lite)?;
+            Ok(())
+        }),
         DbConnection::Postgres(pg) if heads.len() > 1 => {
             use diesel::sql_types::{Array, Bytea, Int8, Nullable, Text, Timestamp};
             let ids: Vec<String> = heads.iter().map(|h| h.business_id.to_string()).collect();

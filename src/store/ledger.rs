@@ -171,8 +171,8 @@ pub fn latest_erasures(
 /// The subjects and the latest erasure times of these numbers (business,
 /// pseudonym), across businesses: a whole batch of writes looked up at once.
 /// Each number is probed by its own pair: on PostgreSQL one statement joins
-/// the wanted pairs (one round trip); on SQLite (in process) one query per
-/// business. An `IN` over businesses and another over pseudonyms would probe
+/// the wanted pairs (one round trip); on SQLite (in process) two prepared
+/// statements per number. An `IN` over businesses and another over pseudonyms would probe
 /// every business with every pseudonym (16 businesses, 64 numbers: 1,024
 /// index probes instead of 64).
 #[allow(clippy::type_complexity)]
@@ -267,35 +267,26 @@ pub fn subjects_and_erasures(
                 }
             }
         }
-        DbConnection::Sqlite(_) => {
-            let mut by_business: std::collections::BTreeMap<Uuid, Vec<&[u8]>> =
-                std::collections::BTreeMap::new();
+        DbConnection::Sqlite(lite) => {
+            // Two statements per number, each the same text every time and run on
+            // the SQLite connection itself, so that diesel keeps them prepared (it
+            // prepares afresh an `IN` list, whose length varies, and any statement
+            // run through the `DbConnection` enum): parsing cost the writer more
+            // than the probes themselves (BENCHMARKS.md, writes, session 12).
             for (business_id, pseudonym) in wanted {
-                by_business
-                    .entry(*business_id)
-                    .or_default()
-                    .push(pseudonym.as_slice());
-            }
-            for (business_id, pseudonyms) in by_business {
                 let business = business_id.to_string();
-                for chunk in pseudonyms.chunks(LOOKUP_CHUNK) {
-                    let rows = subjects::table
-                        .filter(subjects::business_id.eq(&business))
-                        .filter(subjects::pseudonym.eq_any(chunk))
-                        .select((subjects::pseudonym, subjects::id, subjects::wrapped_key))
-                        .load::<(Vec<u8>, String, Option<Vec<u8>>)>(conn)?;
-                    for (pseudonym, id, wrapped_key) in rows {
-                        found(&business, &pseudonym, Some((id, wrapped_key)), None)?;
-                    }
-                    let rows = erasures::table
-                        .filter(erasures::business_id.eq(&business))
-                        .filter(erasures::pseudonym.eq_any(chunk))
-                        .select((erasures::pseudonym, erasures::erased_at))
-                        .load::<(Vec<u8>, chrono::NaiveDateTime)>(conn)?;
-                    for (pseudonym, at) in rows {
-                        found(&business, &pseudonym, None, Some(at))?;
-                    }
-                }
+                let subject = subjects::table
+                    .filter(subjects::business_id.eq(&business))
+                    .filter(subjects::pseudonym.eq(pseudonym.as_slice()))
+                    .select((subjects::id, subjects::wrapped_key))
+                    .first::<(String, Option<Vec<u8>>)>(lite)
+                    .optional()?;
+                let erased_at = erasures::table
+                    .filter(erasures::business_id.eq(&business))
+                    .filter(erasures::pseudonym.eq(pseudonym.as_slice()))
+                    .select(diesel::dsl::max(erasures::erased_at))
+                    .first::<Option<chrono::NaiveDateTime>>(lite)?;
+                found(&business, pseudonym, subject, erased_at)?;
             }
         }
     }

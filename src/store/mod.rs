@@ -537,14 +537,18 @@ impl Store {
     /// checkpoints when it commits (an automatic checkpoint copies pages back into
     /// the database and fsyncs it inside the writer's commit, stalling every
     /// write queued behind it); [`Store::checkpoint_wal`] does that off the
-    /// writer's path. And it keeps a larger page cache (the writer touches every
-    /// index).
+    /// writer's path. And it keeps a larger page cache than the pool's (the
+    /// writer touches every index), but not a much larger one: after a commit
+    /// whose b-tree pages were renumbered while splitting (most commits under
+    /// load), SQLite scans its whole page-cache hash table, so the cache's size
+    /// is paid at every commit (8 MiB: 3.5-4.2% of the writer's CPU samples
+    /// against 8.2-9.6% with 32 MiB; BENCHMARKS.md, writes, session 12).
     pub fn writer_connection(&self) -> Result<DbConnection, StoreError> {
         let mut conn = self.dedicated_connection()?;
         if self.backend == Backend::Sqlite {
             for pragma in [
                 "PRAGMA wal_autocheckpoint = 0;",
-                "PRAGMA cache_size = -32768;",
+                "PRAGMA cache_size = -8192;",
             ] {
                 conn.batch_execute(pragma)?;
             }
@@ -813,6 +817,33 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `.cargo/config.toml` builds the bundled SQLite with the query planner
+    /// stability guarantee. Without it SQLite takes a bound `LIMIT ?` (every
+    /// diesel `.first()`) for a constant when it prepares the statement, and
+    /// prepares it again whenever the value is bound anew: at every use.
+    #[test]
+    fn the_bundled_sqlite_is_built_with_the_query_planner_stability_guarantee() {
+        #[derive(QueryableByName, Debug)]
+        struct CompileOption {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            compile_options: String,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&StoreSettings {
+            url: DatabaseUrl::Sqlite(dir.path().join("qpsg.db")),
+            pool_size: 1,
+            acquire_timeout: Duration::from_secs(5),
+        })
+        .unwrap();
+        let options: Vec<CompileOption> = diesel::sql_query("PRAGMA compile_options")
+            .load(&mut store.dedicated_connection().unwrap())
+            .unwrap();
+        assert!(
+            options.iter().any(|o| o.compile_options == "ENABLE_QPSG"),
+            "{options:?}"
+        );
+    }
 
     #[test]
     fn the_database_file_synced_after_checkpoints_is_the_stores_own() {
