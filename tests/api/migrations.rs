@@ -228,3 +228,91 @@ fn both_trees_have_the_same_migration_names() {
         names(&format!("{root}/migrations/postgres"))
     );
 }
+
+/// The plan each backend makes for "this subject's events" (the statement
+/// `store::audit::events_matching` sends with a subject filter), without
+/// statistics: every plan line it gives, as text.
+fn subject_events_plan(backend: Backend) -> Option<String> {
+    #[derive(diesel::QueryableByName)]
+    struct SqlitePlan {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+    #[derive(diesel::QueryableByName)]
+    struct PostgresPlan {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        #[diesel(column_name = "QUERY PLAN")]
+        plan: String,
+    }
+    let (_db, url, _dir) = TestDb::create(backend)?;
+    let store = Store::connect(&StoreSettings {
+        url,
+        pool_size: 1,
+        acquire_timeout: std::time::Duration::from_secs(5),
+    })
+    .unwrap();
+    let mut conn = store.conn().unwrap();
+    migrations::run_pending(&mut conn).unwrap();
+    let query = "SELECT * FROM audit_events WHERE business_id = {b} AND seq > {a} \
+                 AND subject_id = {s} ORDER BY seq ASC LIMIT {l}";
+    Some(match backend {
+        Backend::Sqlite => {
+            let sql = query
+                .replace("{b}", "?")
+                .replace("{a}", "?")
+                .replace("{s}", "?")
+                .replace("{l}", "?");
+            diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+                .load::<SqlitePlan>(&mut conn)
+                .unwrap()
+                .into_iter()
+                .map(|row| row.detail)
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+        Backend::Postgres => {
+            use diesel::connection::SimpleConnection;
+            // An empty table is read whole; the question is which index a
+            // table with rows would be read through.
+            conn.batch_execute("SET enable_seqscan = off").unwrap();
+            let sql = query
+                .replace("{b}", "$1")
+                .replace("{a}", "$2")
+                .replace("{s}", "$3")
+                .replace("{l}", "$4");
+            conn.batch_execute(&format!(
+                "PREPARE subject_events (text, bigint, text, bigint) AS {sql}; \
+                 SET plan_cache_mode = force_generic_plan"
+            ))
+            .unwrap();
+            diesel::sql_query("EXPLAIN EXECUTE subject_events ('b', 0, 's', 100)")
+                .load::<PostgresPlan>(&mut conn)
+                .unwrap()
+                .into_iter()
+                .map(|row| row.plan)
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    })
+}
+
+/// A subject's events are found through `audit_events_by_subject` (subject
+/// first, then business, then seq: migration `000017`), not by reading the
+/// whole business's chain from `seq`.
+#[test]
+fn a_subjects_events_are_read_through_the_subject_index() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(plan) = subject_events_plan(backend) else {
+            continue;
+        };
+        // Both equalities and the range are the index's own conditions.
+        let conditions = match backend {
+            Backend::Sqlite => "(subject_id=? AND business_id=? AND seq>?)",
+            Backend::Postgres => "((subject_id = $3) AND (business_id = $1) AND (seq > $2))",
+        };
+        assert!(
+            plan.contains("audit_events_by_subject") && plan.contains(conditions),
+            "{backend:?}: {plan}"
+        );
+    }
+}
