@@ -268,11 +268,10 @@ pub fn subjects_and_erasures(
             }
         }
         DbConnection::Sqlite(lite) => {
-            // Two statements per number, each the same text every time and run on
-            // the SQLite connection itself, so that diesel keeps them prepared (it
-            // prepares afresh an `IN` list, whose length varies, and any statement
-            // run through the `DbConnection` enum): parsing cost the writer more
-            // than the probes themselves (BENCHMARKS.md, writes, session 12).
+            // Two statements per number, each the same text every time, so that
+            // they stay prepared: diesel prepares an `IN` list afresh at every use
+            // (its length varies), and parsing cost the writer more than the
+            // probes themselves (BENCHMARKS.md, writes, session 12).
             for (business_id, pseudonym) in wanted {
                 let business = business_id.to_string();
                 let subject = subjects::table
