@@ -172,9 +172,9 @@ pub fn latest_erasures(
 /// pseudonym), across businesses: a whole batch of writes looked up at once.
 /// Each number is probed by its own pair: on PostgreSQL one statement joins
 /// the wanted pairs (one round trip); on SQLite (in process) two prepared
-/// statements per number. An `IN` over businesses and another over pseudonyms would probe
-/// every business with every pseudonym (16 businesses, 64 numbers: 1,024
-/// index probes instead of 64).
+/// statements per number. An `IN` over businesses and another over pseudonyms
+/// would probe every business with every pseudonym (16 businesses, 64 numbers:
+/// 1,024 index probes instead of 64).
 #[allow(clippy::type_complexity)]
 pub fn subjects_and_erasures(
     conn: &mut DbConnection,
