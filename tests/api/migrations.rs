@@ -164,16 +164,23 @@ fn assert_schema(actual: &Tables, expected: &Tables, when: &str) {
     }
 }
 
-fn up_down_up(backend: Backend) {
-    let Some((_db, url, _dir)) = TestDb::create(backend) else {
-        return;
-    };
+/// A store on a fresh database of this backend with no migration applied, and
+/// the database's guard (`None`: no PostgreSQL to test on).
+fn empty_store(backend: Backend) -> Option<(TestDb, Store)> {
+    let (db, url, _dir) = TestDb::create(backend)?;
     let store = Store::connect(&StoreSettings {
         url,
         pool_size: 1,
         acquire_timeout: std::time::Duration::from_secs(5),
     })
     .unwrap();
+    Some((db, store))
+}
+
+fn up_down_up(backend: Backend) {
+    let Some((_db, store)) = empty_store(backend) else {
+        return;
+    };
     let mut conn = store.conn().unwrap();
     let expected = declared_tables(backend);
     assert!(
@@ -244,13 +251,7 @@ fn subject_events_plan(backend: Backend) -> Option<String> {
         #[diesel(column_name = "QUERY PLAN")]
         plan: String,
     }
-    let (_db, url, _dir) = TestDb::create(backend)?;
-    let store = Store::connect(&StoreSettings {
-        url,
-        pool_size: 1,
-        acquire_timeout: std::time::Duration::from_secs(5),
-    })
-    .unwrap();
+    let (_db, store) = empty_store(backend)?;
     let mut conn = store.conn().unwrap();
     migrations::run_pending(&mut conn).unwrap();
     let query = "SELECT * FROM audit_events WHERE business_id = {b} AND seq > {a} \
