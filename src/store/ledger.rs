@@ -189,26 +189,6 @@ pub fn subjects_and_erasures(
     use super::schema::erasures;
     let mut subjects = HashMap::new();
     let mut erased: HashMap<(Uuid, [u8; 32]), DateTime<Utc>> = HashMap::new();
-    let mut found = |business_id: &str,
-                     pseudonym: &[u8],
-                     subject: Option<(String, Option<Vec<u8>>)>,
-                     erased_at: Option<chrono::NaiveDateTime>|
-     -> Result<(), StoreError> {
-        let Ok(pseudonym) = <[u8; 32]>::try_from(pseudonym) else {
-            return Ok(());
-        };
-        let pair = (parse_id(business_id)?, pseudonym);
-        if let Some((id, wrapped_key)) = subject {
-            let id = parse_id(&id)?;
-            subjects.insert(pair, SubjectKeys { id, wrapped_key });
-        }
-        if let Some(at) = erased_at {
-            let at = super::rows::from_naive(at);
-            let latest = erased.entry(pair).or_insert(at);
-            *latest = (*latest).max(at);
-        }
-        Ok(())
-    };
     match conn {
         DbConnection::Postgres(pg) => {
             use diesel::sql_types::{Array, Binary, Bytea, Nullable, Text, Timestamp};
@@ -232,6 +212,26 @@ pub fn subjects_and_erasures(
                 #[diesel(sql_type = Timestamp)]
                 erased_at: chrono::NaiveDateTime,
             }
+            let mut found = |business_id: &str,
+                             pseudonym: &[u8],
+                             subject: Option<(String, Option<Vec<u8>>)>,
+                             erased_at: Option<chrono::NaiveDateTime>|
+             -> Result<(), StoreError> {
+                let Ok(pseudonym) = <[u8; 32]>::try_from(pseudonym) else {
+                    return Ok(());
+                };
+                let pair = (parse_id(business_id)?, pseudonym);
+                if let Some((id, wrapped_key)) = subject {
+                    let id = parse_id(&id)?;
+                    subjects.insert(pair, SubjectKeys { id, wrapped_key });
+                }
+                if let Some(at) = erased_at {
+                    let at = super::rows::from_naive(at);
+                    let latest = erased.entry(pair).or_insert(at);
+                    *latest = (*latest).max(at);
+                }
+                Ok(())
+            };
             for chunk in wanted.chunks(LOOKUP_CHUNK) {
                 let businesses: Vec<String> = chunk.iter().map(|(b, _)| b.to_string()).collect();
                 let pseudonyms: Vec<Vec<u8>> = chunk.iter().map(|(_, p)| p.to_vec()).collect();
@@ -267,25 +267,24 @@ pub fn subjects_and_erasures(
                 }
             }
         }
-        DbConnection::Sqlite(lite) => {
+        DbConnection::Sqlite(_) => {
             // Two statements per number, each the same text every time, so that
             // they stay prepared: diesel prepares an `IN` list afresh at every use
             // (its length varies), and parsing cost the writer more than the
             // probes themselves (BENCHMARKS.md, writes, session 12).
             for (business_id, pseudonym) in wanted {
-                let business = business_id.to_string();
-                let subject = subjects::table
-                    .filter(subjects::business_id.eq(&business))
-                    .filter(subjects::pseudonym.eq(pseudonym.as_slice()))
-                    .select((subjects::id, subjects::wrapped_key))
-                    .first::<(String, Option<Vec<u8>>)>(lite)
-                    .optional()?;
+                let pair = (*business_id, *pseudonym);
+                if let Some(subject) = find_subject(conn, *business_id, pseudonym)? {
+                    subjects.insert(pair, subject);
+                }
                 let erased_at = erasures::table
-                    .filter(erasures::business_id.eq(&business))
+                    .filter(erasures::business_id.eq(business_id.to_string()))
                     .filter(erasures::pseudonym.eq(pseudonym.as_slice()))
                     .select(diesel::dsl::max(erasures::erased_at))
-                    .first::<Option<chrono::NaiveDateTime>>(lite)?;
-                found(&business, pseudonym, subject, erased_at)?;
+                    .first::<Option<chrono::NaiveDateTime>>(conn)?;
+                if let Some(at) = erased_at {
+                    erased.insert(pair, super::rows::from_naive(at));
+                }
             }
         }
     }
