@@ -69,6 +69,10 @@
 //! This module is the only place that chains events, stores heads and signs
 //! checkpoints; the store below it only runs the statements.
 //!
+//! Each committed batch is logged at `debug` (target `consentgate::writer`): its
+//! writes, how long its oldest write waited, and its time split into the lock
+//! and `BEGIN`, applying, and the commit ([`Timing`]).
+//!
 //! Depends on `store` (statements, head lock, inserts), `audit` (events, the
 //! head that chains them, checkpoints, verification), `crypto` (the
 //! verification key) and `domain` (actors); never on actix or diesel.
@@ -79,7 +83,7 @@ mod unbatched;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
@@ -861,6 +865,8 @@ struct Queue {
     closed: bool,
     /// How many writes the last batch took (see [`Gather`]).
     last_batch: usize,
+    /// When the oldest write waiting was queued (for the batch's log line).
+    since: Option<Instant>,
 }
 
 /// SQLite: a busy writer waits a little for its next batch to fill up. Each
@@ -893,6 +899,8 @@ const SQLITE_GATHER: Gather = Gather {
 struct Batch {
     jobs: Vec<Box<dyn Job>>,
     checkpoints: Vec<StoredCheckpoint>,
+    /// How long its oldest write had waited when the writer took it.
+    waited: Duration,
 }
 
 /// One writer thread and its queue.
@@ -923,6 +931,9 @@ impl Shard {
             return Err(StoreError::Unavailable("the writer stopped".into()));
         }
         queue.waiting.push(job);
+        if queue.waiting.len() == 1 {
+            queue.since = Some(Instant::now());
+        }
         // The writer waits only for a first write (or, gathering, for a full
         // batch): while it works it takes whatever queued meanwhile, so no other
         // push wakes it (a notify is a system call, one per write at these rates).
@@ -975,9 +986,15 @@ impl Shard {
         }
         let take = queue.waiting.len().min(MAX_BATCH);
         queue.last_batch = take;
+        let waited = queue.since.map_or(Duration::ZERO, |since| since.elapsed());
+        let jobs: Vec<Box<dyn Job>> = queue.waiting.drain(..take).collect();
+        if queue.waiting.is_empty() {
+            queue.since = None;
+        }
         Some(Batch {
-            jobs: queue.waiting.drain(..take).collect(),
+            jobs,
             checkpoints: std::mem::take(&mut queue.checkpoints),
+            waited,
         })
     }
 
@@ -986,18 +1003,37 @@ impl Shard {
         while let Some(Batch {
             jobs: mut batch,
             checkpoints: signed,
+            waited,
         }) = self.next_batch()
         {
             let mut deltas = HashMap::new();
+            let mut timing = Timing::start();
             let committed = match conn.as_mut() {
-                Some(c) => commit_batch(store, c, &mut batch, &signed, &mut deltas),
+                Some(c) => commit_batch(store, c, &mut batch, &signed, &mut deltas, &mut timing),
                 None => match store.writer_connection() {
-                    Ok(c) => commit_batch(store, conn.insert(c), &mut batch, &signed, &mut deltas),
+                    Ok(c) => commit_batch(
+                        store,
+                        conn.insert(c),
+                        &mut batch,
+                        &signed,
+                        &mut deltas,
+                        &mut timing,
+                    ),
                     Err(e) => Err(e),
                 },
             };
             match &committed {
                 Ok(heads) => {
+                    let (begin, apply, commit) = timing.split();
+                    tracing::debug!(
+                        writes = batch.len(),
+                        checkpoints = signed.len(),
+                        waited_us = waited.as_micros() as u64,
+                        begin_us = begin.as_micros() as u64,
+                        apply_us = apply.as_micros() as u64,
+                        commit_us = commit.as_micros() as u64,
+                        "a write batch committed"
+                    );
                     for head in heads {
                         store.committed(head.business_id(), head.seq());
                     }
@@ -1033,8 +1069,10 @@ fn commit_batch(
     batch: &mut [Box<dyn Job>],
     signed: &[StoredCheckpoint],
     deltas: &mut HashMap<Uuid, Arc<Delta>>,
+    timing: &mut Timing,
 ) -> Result<Vec<Head>, StoreError> {
-    store.transaction(conn, |conn| {
+    let heads = store.transaction(conn, |conn| {
+        timing.applying();
         deltas.clear();
         let ids: Vec<Uuid> = batch.iter().map(|job| job.business_id()).collect();
         // No head, no business: its writes fail alone below. (A batch of
@@ -1091,8 +1129,43 @@ fn commit_batch(
         let rows: Vec<_> = moved.iter().map(Head::to_row).collect();
         chain::save_heads(conn, &rows)?;
         checkpoints::store_signed(conn, &mut savepoint, signed)?;
+        timing.committing();
         Ok(moved)
-    })
+    });
+    timing.done();
+    heads
+}
+
+/// Where a batch's time went, for its debug line: waiting for the writer lock
+/// and `BEGIN`, applying the writes, and the commit (the fsync or WAL flush).
+struct Timing {
+    marks: [Instant; 4],
+}
+
+impl Timing {
+    fn start() -> Timing {
+        Timing {
+            marks: [Instant::now(); 4],
+        }
+    }
+    fn applying(&mut self) {
+        self.marks[1] = Instant::now();
+    }
+    fn committing(&mut self) {
+        self.marks[2] = Instant::now();
+    }
+    fn done(&mut self) {
+        self.marks[3] = Instant::now();
+    }
+    /// (lock and begin, apply, commit).
+    fn split(&self) -> (Duration, Duration, Duration) {
+        let [start, applying, committing, done] = self.marks;
+        (
+            applying.saturating_duration_since(start),
+            committing.saturating_duration_since(applying),
+            done.saturating_duration_since(committing),
+        )
+    }
 }
 
 /// The savepoint each write of a batch runs in, so that a write that fails
@@ -1273,5 +1346,49 @@ mod tests {
             "the close ended the wait after {waited:?}"
         );
         assert!(closing.next_batch().is_none(), "then the writer stops");
+    }
+
+    #[test]
+    fn a_batch_reports_how_long_its_oldest_write_waited() {
+        let plain = shard(None, 0);
+        plain.push(Box::new(Queued)).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        plain.push(Box::new(Queued)).unwrap();
+        let batch = plain.next_batch().expect("a batch");
+        assert_eq!(batch.jobs.len(), 2);
+        assert!(
+            batch.waited >= Duration::from_millis(30),
+            "the first write waited {:?}",
+            batch.waited
+        );
+        // The queue was emptied: the next write's wait starts when it is queued.
+        std::thread::sleep(Duration::from_millis(30));
+        plain.push(Box::new(Queued)).unwrap();
+        let batch = plain.next_batch().expect("a batch");
+        assert!(
+            batch.waited < Duration::from_millis(30),
+            "a write queued just now waited {:?}",
+            batch.waited
+        );
+    }
+
+    #[test]
+    fn a_batch_timing_splits_into_begin_apply_and_commit() {
+        let mut timing = Timing::start();
+        std::thread::sleep(Duration::from_millis(5));
+        timing.applying();
+        std::thread::sleep(Duration::from_millis(10));
+        timing.committing();
+        std::thread::sleep(Duration::from_millis(15));
+        timing.done();
+        let (begin, apply, commit) = timing.split();
+        assert!(begin >= Duration::from_millis(5), "{begin:?}");
+        assert!(apply >= Duration::from_millis(10), "{apply:?}");
+        assert!(commit >= Duration::from_millis(15), "{commit:?}");
+        assert_eq!(
+            begin + apply + commit,
+            timing.marks[3] - timing.marks[0],
+            "the three parts are the whole batch"
+        );
     }
 }
