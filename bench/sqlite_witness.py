@@ -2,7 +2,7 @@
 """What this disk permits SQLite at a fixed rate, beside `write_http.sh`'s own
 fixed-rate run (issue 11: p99 at half rate).
 
-    python3 bench/sqlite_witness.py DIR RATE SECONDS
+    python3 bench/sqlite_witness.py DIR RATE SECONDS [LATENCIES]
 
 Appends, open loop, RATE rows a second for SECONDS into a fresh SQLite database in
 DIR (WAL, synchronous=FULL, as the service runs), each row the shape pgbench writes
@@ -13,7 +13,8 @@ transaction; a row's latency runs from when it was due to when its commit
 returned (no coordinated omission). The WAL is checkpointed PASSIVE every 250 ms
 from a second connection, off the committing thread, as the service does.
 
-Prints `RESULT sent=.. rate=.. p50_ms=.. p99_ms=.. max_ms=.. commits=..`.
+Prints `RESULT sent=.. rate=.. p50_ms=.. p99_ms=.. max_ms=.. commits=..`; with
+LATENCIES, also writes every row's latency there (ms, one a line).
 """
 
 import os
@@ -26,6 +27,7 @@ import uuid
 
 def main() -> None:
     directory, rate, seconds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+    dump = sys.argv[4] if len(sys.argv) > 4 else None
     path = os.path.join(directory, "witness.db")
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(path + suffix):
@@ -91,6 +93,9 @@ def main() -> None:
     done.set()
     checkpointer.join()
     latencies.sort()
+    if dump:
+        with open(dump, "w") as out:
+            out.writelines(f"{latency * 1000.0:.3f}\n" for latency in latencies)
 
     def pct(p: float) -> float:
         return latencies[int((len(latencies) - 1) * p)] * 1000.0

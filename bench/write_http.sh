@@ -14,12 +14,16 @@
 #      row, prepared statements, synchronous_commit as the server has it);
 # then a fixed rate of half the median maximum of 1 (and of 2), open loop
 # (examples/write_load.rs, wrk2-style: latency counted from when a request was
-# due), 64 connections: p99 at that rate, the bytes written per opt-in meanwhile
-# (SQLite: by the server process, WAL and database; PostgreSQL: WAL generated,
-# cluster-wide), and right after it a witness at the same rate, to tell the
-# service's tail from the disk's at that moment: pgbench throttled to the rate
-# (PostgreSQL), bench/sqlite_witness.py (SQLite). The ratio column is the
-# service's p99 over the witness's.
+# due), 64 connections, in SLICES slices (default 3) of the same length, each
+# followed by a witness slice at the same rate, to tell the service's tail from
+# the disk's at that moment: pgbench throttled to the rate (PostgreSQL),
+# bench/sqlite_witness.py (SQLite). Alternating them puts both through the same
+# moments of the disk (a checkpoint that the saturating rounds set off, say),
+# which one witness run after the service's did not. Reported: the p99 of all
+# the service's slices' requests together and of all the witness's, the bytes
+# written per opt-in meanwhile (SQLite: by the server process, WAL and database;
+# PostgreSQL: WAL generated, cluster-wide). The ratio column is the service's
+# p99 over the witness's.
 # Prints medians and ratios. PostgreSQL uses $BENCH_POSTGRES_URL (a database is
 # created and dropped).
 set -euo pipefail
@@ -28,6 +32,8 @@ WHICH="${1:-both}"
 ROUNDS="${2:-3}"
 SECONDS_PER_RUN="${3:-10}"
 BUSINESSES="${4:-16}"
+SLICES="${SLICES:-3}"
+[ "$SLICES" -ge 1 ] && [ "$SLICES" -le 9 ] || { echo "SLICES: 1 to 9" >&2; exit 2; }
 
 for tool in wrk curl python3 psql; do
   command -v "$tool" > /dev/null || { echo "missing: $tool (Debian: apt-get install -y $tool)" >&2; exit 1; }
@@ -135,34 +141,58 @@ written_bytes() {
   fi
 }
 
-run_fixed() { # KEYS RATE PREFIX -> "p99 achieved non201 bytes_per_opt_in"
-  local out before after
-  before=$(written_bytes)
-  out=$(target/release/examples/write_load "$URL" "$1" "$2" "$SECONDS_PER_RUN" 64 "$3" | grep RESULT)
-  after=$(written_bytes)
-  echo "$out" | sed 's/.*sent=\([0-9]*\) non201=\([0-9]*\) rate=\([0-9.]*\) p50_ms=[0-9.]* p99_ms=\([0-9.]*\).*/\4 \3 \2 \1/' \
-    | { read -r p99 rate bad sent; echo "$p99 $rate $bad $(( (after - before) / sent ))"; }
+# The p99 (ms) of the latencies (ms, one a line) in these files together.
+pooled_p99() {
+  cat "$@" | python3 -c '
+import sys
+l = sorted(float(x) for x in sys.stdin)
+print(f"{l[int((len(l) - 1) * 0.99)]:.2f}")'
 }
 
-# What the disk permitted at the same moment, at the same rate (RATE): on
-# PostgreSQL pgbench, 64 clients, the pgbench transaction above, throttled to RATE
-# (its latency counted from each transaction's scheduled start, so its schedule lag
-# is in it); on SQLite bench/sqlite_witness.py (the same row shape, group commit,
-# open loop, synchronous=FULL) in a database of its own beside the service's.
-# -> p99 in ms.
-run_witness() { # RATE
+# One slice of the service at RATE; its latencies (ms) to DUMP.
+# -> "sent achieved non201 bytes_written"
+run_fixed() { # KEYS RATE PREFIX DUMP
+  local out before after
+  before=$(written_bytes)
+  out=$(WRITE_LOAD_DUMP="$4.raw" target/release/examples/write_load "$URL" "$1" "$2" "$SECONDS_PER_RUN" 64 "$3" | grep RESULT)
+  after=$(written_bytes)
+  awk '{print $2}' "$4.raw" > "$4"
+  echo "$out" | sed 's/.*sent=\([0-9]*\) non201=\([0-9]*\) rate=\([0-9.]*\).*/\1 \3 \2/' \
+    | { read -r sent rate bad; echo "$sent $rate $bad $((after - before))"; }
+}
+
+# One slice of what the disk permitted at the same moment, at the same rate
+# (RATE), its latencies (ms) to DUMP: on PostgreSQL pgbench, 64 clients, the
+# pgbench transaction above, throttled to RATE (its latency counted from each
+# transaction's scheduled start, so its schedule lag is in it); on SQLite
+# bench/sqlite_witness.py (the same row shape, group commit, open loop,
+# synchronous=FULL) in a database of its own beside the service's.
+run_witness() { # RATE DUMP
   if [ "$BACKEND" = postgres ]; then
     rm -f "$WORK"/pgbench_log*
     "$PGBENCH" -n -M prepared -R "$1" -c 64 -j 2 -T "$SECONDS_PER_RUN" -l --log-prefix="$WORK/pgbench_log" \
       -f "$WORK/pgbench_opt_in.sql" "$DATABASE_URL" > /dev/null 2>&1
     # Each line: client, transaction, latency (us, from the scheduled start), ...
-    cat "$WORK"/pgbench_log* | python3 -c '
-import sys
-l = sorted(int(line.split()[2]) for line in sys.stdin)
-print(f"{l[int((len(l) - 1) * 0.99)] / 1000:.2f}")'
+    cat "$WORK"/pgbench_log* | awk '{print $3 / 1000}' > "$2"
   else
-    python3 bench/sqlite_witness.py "$DATA" "$1" "$SECONDS_PER_RUN" | sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p'
+    python3 bench/sqlite_witness.py "$DATA" "$1" "$SECONDS_PER_RUN" "$2" > /dev/null
   fi
+}
+
+# SLICES slices of the service at RATE, each followed by one of the witness.
+# -> "p99 achieved non201 bytes_per_opt_in witness_p99"
+run_cell() { # KEYS RATE
+  local s sent rate bad bytes total_sent=0 total_bad=0 total_bytes=0 rates=""
+  rm -f "$WORK"/service_* "$WORK"/witness_*
+  for s in $(seq "$SLICES"); do
+    read -r sent rate bad bytes < <(run_fixed "$1" "$2" "$s" "$WORK/service_$s")
+    total_sent=$((total_sent + sent)); total_bad=$((total_bad + bad)); total_bytes=$((total_bytes + bytes))
+    rates="$rates $rate"
+    run_witness "$2" "$WORK/witness_$s"
+    echo "    slice $s: service p99 $(pooled_p99 "$WORK/service_$s") ms, witness p99 $(pooled_p99 "$WORK/witness_$s") ms" >&2
+  done
+  # shellcheck disable=SC2086
+  echo "$(pooled_p99 "$WORK"/service_?) $(median $rates) $total_bad $((total_bytes / total_sent)) $(pooled_p99 "$WORK"/witness_?)"
 }
 
 bench_backend() {
@@ -210,11 +240,12 @@ bench_backend() {
   local half1 halfm
   half1=$(python3 -c "print(int($(median "${s1[@]}") / 2))")
   halfm=$(python3 -c "print(int($(median "${sm[@]}") / 2))")
-  local f1 fm w1 wm
-  f1=$(run_fixed "$one" "$half1" 5)
-  w1=$(run_witness "$half1")
-  fm=$(run_fixed "$many" "$halfm" 6)
-  wm=$(run_witness "$halfm")
+  local c1 cm f1 fm w1 wm
+  echo "  $backend fixed rate, one business, $half1/s, $SLICES slices of ${SECONDS_PER_RUN}s each way:" >&2
+  c1=$(run_cell "$one" "$half1")
+  echo "  $backend fixed rate, $BUSINESSES businesses, $halfm/s:" >&2
+  cm=$(run_cell "$many" "$halfm")
+  f1=${c1% *} w1=${c1##* } fm=${cm% *} wm=${cm##* }
   echo "  $backend fixed rate: one business $half1/s -> p99/achieved/non201/bytes per opt-in $f1 (witness p99 $w1 ms); $BUSINESSES businesses $halfm/s -> $fm (witness p99 $wm ms)" >&2
   python3 - "$backend" "$BUSINESSES" "$(median "${s1[@]}")" "$(median "${s1p50[@]}")" "$(median "${s1p99[@]}")" \
     "$(median "${sm[@]}")" "$(median "${smp99[@]}")" "${pg:+$(median "${pg[@]}")}" "$half1" "$f1" "$halfm" "$fm" "$w1" "$wm" << 'EOF'
@@ -223,7 +254,7 @@ b, n, s1, s1p50, s1p99, sm, smp99, pg, half1, f1, halfm, fm, w1, wm = sys.argv[1
 s1, sm = float(s1), float(sm)
 f1p99, f1rate, f1bad, f1bytes = f1.split()
 fmp99, fmrate, fmbad, fmbytes = fm.split()
-witness = "pgbench -R" if pg else "sqlite_witness.py"
+witness = ("pgbench -R" if pg else "sqlite_witness.py") + ", alternating,"
 written = "WAL" if pg else "written"
 if pg:
     pg = float(pg)
