@@ -899,7 +899,9 @@ const SQLITE_GATHER: Gather = Gather {
 struct Batch {
     jobs: Vec<Box<dyn Job>>,
     checkpoints: Vec<StoredCheckpoint>,
-    /// How long its oldest write had waited when the writer took it.
+    /// How long its oldest write had waited when the writer took it. (After a
+    /// batch that left writes waiting, [`MAX_BATCH`] of them, it counts from
+    /// the oldest write of that batch instead: an upper bound.)
     waited: Duration,
 }
 
