@@ -818,12 +818,8 @@ impl Store {
 mod tests {
     use super::*;
 
-    /// `.cargo/config.toml` builds the bundled SQLite with the query planner
-    /// stability guarantee. Without it SQLite takes a bound `LIMIT ?` (every
-    /// diesel `.first()`) for a constant when it prepares the statement, and
-    /// prepares it again whenever the value is bound anew: at every use.
-    #[test]
-    fn the_bundled_sqlite_is_built_with_the_query_planner_stability_guarantee() {
+    /// The options the bundled SQLite was compiled with.
+    fn compile_options() -> Vec<String> {
         #[derive(QueryableByName, Debug)]
         struct CompileOption {
             #[diesel(sql_type = diesel::sql_types::Text)]
@@ -831,7 +827,7 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let store = Store::connect(&StoreSettings {
-            url: DatabaseUrl::Sqlite(dir.path().join("qpsg.db")),
+            url: DatabaseUrl::Sqlite(dir.path().join("options.db")),
             pool_size: 1,
             acquire_timeout: Duration::from_secs(5),
         })
@@ -839,10 +835,31 @@ mod tests {
         let options: Vec<CompileOption> = diesel::sql_query("PRAGMA compile_options")
             .load(&mut store.dedicated_connection().unwrap())
             .unwrap();
+        options.into_iter().map(|o| o.compile_options).collect()
+    }
+
+    /// `.cargo/config.toml` builds the bundled SQLite with the query planner
+    /// stability guarantee. Without it SQLite takes a bound `LIMIT ?` (every
+    /// diesel `.first()`) for a constant when it prepares the statement, and
+    /// prepares it again whenever the value is bound anew: at every use.
+    #[test]
+    fn the_bundled_sqlite_is_built_with_the_query_planner_stability_guarantee() {
+        let options = compile_options();
+        assert!(options.iter().any(|o| o == "ENABLE_QPSG"), "{options:?}");
+    }
+
+    /// `.cargo/config.toml` undoes libsqlite3-sys's `SQLITE_ENABLE_MEMORY_MANAGEMENT`,
+    /// which makes every connection's page cache one shared pool: the writer's
+    /// cache grew into the other connections' share, and SQLite scans all of it
+    /// after nearly every commit.
+    #[test]
+    fn each_sqlite_connection_keeps_a_page_cache_of_its_own() {
+        let options = compile_options();
         assert!(
-            options.iter().any(|o| o.compile_options == "ENABLE_QPSG"),
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
             "{options:?}"
         );
+        assert!(options.iter().any(|o| o == "THREADSAFE=1"), "{options:?}");
     }
 
     #[test]
