@@ -542,7 +542,9 @@ impl Store {
     /// whose b-tree pages were renumbered while splitting (most commits under
     /// load), SQLite scans its whole page-cache hash table, so the cache's size
     /// is paid at every commit (8 MiB: 3.5-4.2% of the writer's CPU samples
-    /// against 8.2-9.6% with 32 MiB; BENCHMARKS.md, writes, session 12).
+    /// against 8.2-9.6% with 32 MiB; BENCHMARKS.md, writes, session 12). The
+    /// cache is the writer's own: SQLite is built without its shared page-cache
+    /// pool (`.cargo/config.toml`), into which the writer's grew (session 13).
     pub fn writer_connection(&self) -> Result<DbConnection, StoreError> {
         let mut conn = self.dedicated_connection()?;
         if self.backend == Backend::Sqlite {
