@@ -1010,19 +1010,17 @@ impl Shard {
         {
             let mut deltas = HashMap::new();
             let mut timing = Timing::start();
-            let committed = match conn.as_mut() {
-                Some(c) => commit_batch(store, c, &mut batch, &signed, &mut deltas, &mut timing),
-                None => match store.writer_connection() {
-                    Ok(c) => commit_batch(
-                        store,
-                        conn.insert(c),
-                        &mut batch,
-                        &signed,
-                        &mut deltas,
-                        &mut timing,
-                    ),
-                    Err(e) => Err(e),
-                },
+            // The connection of the last batch, or a new one after a failure.
+            let committed = match conn.take().map_or_else(|| store.writer_connection(), Ok) {
+                Ok(c) => commit_batch(
+                    store,
+                    conn.insert(c),
+                    &mut batch,
+                    &signed,
+                    &mut deltas,
+                    &mut timing,
+                ),
+                Err(e) => Err(e),
             };
             match &committed {
                 Ok(heads) => {
