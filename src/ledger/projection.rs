@@ -608,13 +608,11 @@ impl Projection {
                         .copied()
                         .ok_or(StoreError::NotFound)?;
                     let mut markers = rows::suppression_markers_of(conn, business_id)?;
-                    let mut after: Option<[u8; 32]> = None;
+                    let mut after: Option<String> = None;
                     loop {
-                        let page = rows::history_page(conn, business_id, after.as_ref())?;
-                        let Some((_, last, _)) = page.last() else {
-                            break;
-                        };
-                        after = Some(*last);
+                        let page = rows::history_page(conn, business_id, after.as_deref())?;
+                        let Some((last, ..)) = page.last() else { break };
+                        after = Some(last.clone());
                         let histories: Vec<_> = page
                             .into_iter()
                             .map(|(_, pseudonym, mut history)| {

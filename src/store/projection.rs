@@ -34,34 +34,31 @@ pub fn head_seqs(
         .collect()
 }
 
-/// One page of a business's histories: subjects whose pseudonym sorts after
-/// `after`, in pseudonym order, each with its id, pseudonym and facts. Empty when
-/// there are no more. The page is a range of the `(business_id, pseudonym)` index
-/// that every subject's write keeps anyway; an index in id order cost every batch
-/// of writes a page per business it wrote to (BENCHMARKS.md, writes, session 14).
+/// One page of a business's histories: subjects with id greater than `after`, in
+/// id order, each with its pseudonym and facts. Empty when there are no more.
 pub fn history_page(
     conn: &mut DbConnection,
     business_id: Uuid,
-    after: Option<&[u8; 32]>,
+    after: Option<&str>,
 ) -> Result<Vec<(String, [u8; 32], SubjectHistory)>, StoreError> {
     let business = business_id.to_string();
     let mut page = subjects::table
         .filter(subjects::business_id.eq(&business))
-        .order(subjects::pseudonym.asc())
+        .order(subjects::id.asc())
         .limit(PAGE)
         .select((subjects::id, subjects::pseudonym))
         .into_boxed();
     if let Some(after) = after {
-        page = page.filter(subjects::pseudonym.gt(after.to_vec()));
+        page = page.filter(subjects::id.gt(after.to_owned()));
     }
     let page: Vec<(String, Vec<u8>)> = page.load(conn)?;
-    if page.is_empty() {
+    let (Some(first), Some(last)) = (page.first(), page.last()) else {
         return Ok(Vec::new());
-    }
-    let ids: Vec<&str> = page.iter().map(|(id, _)| id.as_str()).collect();
+    };
     let rows: Vec<FactRow> = facts::table
-        .filter(facts::subject_id.eq_any(ids))
         .filter(facts::business_id.eq(&business))
+        .filter(facts::subject_id.ge(&first.0))
+        .filter(facts::subject_id.le(&last.0))
         .select(FactRow::as_select())
         .load(conn)?;
     let mut by_subject: HashMap<String, Vec<Fact>> = HashMap::with_capacity(page.len());
