@@ -236,10 +236,10 @@ fn both_trees_have_the_same_migration_names() {
     );
 }
 
-/// The plan each backend makes for "this subject's events" (the statement
-/// `store::audit::events_matching` sends with a subject filter), without
-/// statistics: every plan line it gives, as text.
-fn subject_events_plan(backend: Backend) -> Option<String> {
+/// The plan each backend makes for `query` (placeholders `{1}`, `{2}`, ... for
+/// its parameters, of PostgreSQL types `types`; `args` the literal values of a
+/// PostgreSQL `EXECUTE`), without statistics: every plan line it gives, as text.
+fn plan_of(backend: Backend, query: &str, types: &str, args: &str) -> Option<String> {
     #[derive(diesel::QueryableByName)]
     struct SqlitePlan {
         #[diesel(sql_type = diesel::sql_types::Text)]
@@ -254,39 +254,35 @@ fn subject_events_plan(backend: Backend) -> Option<String> {
     let (_db, store) = empty_store(backend)?;
     let mut conn = store.conn().unwrap();
     migrations::run_pending(&mut conn).unwrap();
-    let query = "SELECT * FROM audit_events WHERE business_id = {b} AND seq > {a} \
-                 AND subject_id = {s} ORDER BY seq ASC LIMIT {l}";
+    let numbered = |prefix: &str| {
+        (1..=9).fold(query.to_owned(), |q, i| {
+            let to = if prefix.is_empty() {
+                "?".to_owned()
+            } else {
+                format!("{prefix}{i}")
+            };
+            q.replace(&format!("{{{i}}}"), &to)
+        })
+    };
     Some(match backend {
-        Backend::Sqlite => {
-            let sql = query
-                .replace("{b}", "?")
-                .replace("{a}", "?")
-                .replace("{s}", "?")
-                .replace("{l}", "?");
-            diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
-                .load::<SqlitePlan>(&mut conn)
-                .unwrap()
-                .into_iter()
-                .map(|row| row.detail)
-                .collect::<Vec<_>>()
-                .join("\n")
-        }
+        Backend::Sqlite => diesel::sql_query(format!("EXPLAIN QUERY PLAN {}", numbered("")))
+            .load::<SqlitePlan>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .map(|row| row.detail)
+            .collect::<Vec<_>>()
+            .join("\n"),
         Backend::Postgres => {
             use diesel::connection::SimpleConnection;
             // An empty table is read whole; the question is which index a
             // table with rows would be read through.
             conn.batch_execute("SET enable_seqscan = off").unwrap();
-            let sql = query
-                .replace("{b}", "$1")
-                .replace("{a}", "$2")
-                .replace("{s}", "$3")
-                .replace("{l}", "$4");
             conn.batch_execute(&format!(
-                "PREPARE subject_events (text, bigint, text, bigint) AS {sql}; \
-                 SET plan_cache_mode = force_generic_plan"
+                "PREPARE planned ({types}) AS {}; SET plan_cache_mode = force_generic_plan",
+                numbered("$")
             ))
             .unwrap();
-            diesel::sql_query("EXPLAIN EXECUTE subject_events ('b', 0, 's', 100)")
+            diesel::sql_query(format!("EXPLAIN EXECUTE planned ({args})"))
                 .load::<PostgresPlan>(&mut conn)
                 .unwrap()
                 .into_iter()
@@ -295,6 +291,18 @@ fn subject_events_plan(backend: Backend) -> Option<String> {
                 .join("\n")
         }
     })
+}
+
+/// The plan for "this subject's events" (the statement
+/// `store::audit::events_matching` sends with a subject filter).
+fn subject_events_plan(backend: Backend) -> Option<String> {
+    plan_of(
+        backend,
+        "SELECT * FROM audit_events WHERE business_id = {1} AND seq > {2} \
+         AND subject_id = {3} ORDER BY seq ASC LIMIT {4}",
+        "text, bigint, text, bigint",
+        "'b', 0, 's', 100",
+    )
 }
 
 /// A subject's events are found through `audit_events_by_subject` (subject
@@ -315,5 +323,42 @@ fn a_subjects_events_are_read_through_the_subject_index() {
             plan.contains("audit_events_by_subject") && plan.contains(conditions),
             "{backend:?}: {plan}"
         );
+    }
+}
+
+/// A node's full load pages through a business's subjects in id order
+/// (`store::projection::history_page`): each page is a range of
+/// `subjects_by_business_and_id` (migration `000014`), never a sort of the whole
+/// business (which took a node with 1,000,000 subjects many minutes to start),
+/// and each page's facts are a range of `facts_by_subject`.
+#[test]
+fn a_full_load_reads_each_page_of_subjects_as_an_index_range() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(subjects) = plan_of(
+            backend,
+            "SELECT id, pseudonym FROM subjects WHERE business_id = {1} AND id > {2} \
+             ORDER BY id ASC LIMIT {3}",
+            "text, text, bigint",
+            "'b', 'a', 2000",
+        ) else {
+            continue;
+        };
+        let (index, sorted) = match backend {
+            Backend::Sqlite => (
+                "subjects_by_business_and_id (business_id=? AND id>?)",
+                "TEMP B-TREE",
+            ),
+            Backend::Postgres => ("subjects_by_business_and_id", "Sort"),
+        };
+        assert!(subjects.contains(index), "{backend:?}: {subjects}");
+        assert!(!subjects.contains(sorted), "{backend:?}: {subjects}");
+        let facts = plan_of(
+            backend,
+            "SELECT * FROM facts WHERE business_id = {1} AND subject_id >= {2} AND subject_id <= {3}",
+            "text, text, text",
+            "'b', 'a', 'c'",
+        )
+        .unwrap();
+        assert!(facts.contains("facts_by_subject"), "{backend:?}: {facts}");
     }
 }

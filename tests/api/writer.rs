@@ -25,6 +25,7 @@ backend_tests!(
     a_batch_of_new_numbers_hands_the_projection_what_a_load_reads,
     a_batch_with_any_other_write_hands_no_delta,
     new_numbers_of_several_businesses_in_one_batch_keep_their_own_chains_and_deltas,
+    a_projection_loads_every_subject_of_a_business_across_pages,
 );
 
 fn pseudonym(i: u8) -> [u8; 32] {
@@ -934,6 +935,90 @@ async fn new_numbers_of_several_businesses_in_one_batch_keep_their_own_chains_an
             decisions(&view, &numbers, now),
             decisions(&fresh, &numbers, now),
             "business {id}"
+        );
+    }
+}
+
+/// Pseudonym number `i` of `tag`'s numbers (first byte), spread over the index.
+fn many_pseudonym(tag: u8, i: u16) -> [u8; 32] {
+    let mut p = [tag; 32];
+    p[1..3].copy_from_slice(&i.to_be_bytes());
+    p
+}
+
+/// Records, in one direct write, `count` subjects of `tag` for the business: each
+/// with an opt-in for utility, and every third with a revocation after it.
+async fn many_subjects(app: &TestApp, business_id: Uuid, tag: u8, count: u16) {
+    app.writer
+        .write(business_id, Actor::Operator, move |conn, now| {
+            let earlier = now - chrono::Duration::minutes(10);
+            let mut subjects = Vec::new();
+            let mut facts = Vec::new();
+            for i in 0..count {
+                let id = Uuid::now_v7();
+                subjects.push(NewSubject {
+                    id,
+                    business_id,
+                    pseudonym: many_pseudonym(tag, i),
+                    wrapped_key: vec![tag; 8],
+                    sealed_phone: vec![tag],
+                    created_at: now,
+                });
+                facts.push(NewFact {
+                    categories: Some(vec!["utility".into()]),
+                    channel: Some("web".into()),
+                    evidence: Some(vec![tag; 16]),
+                    ..NewFact::new(FactKind::OptIn, business_id, id, earlier, now)
+                });
+                if i % 3 == 0 {
+                    facts.push(NewFact::new(
+                        FactKind::Revocation,
+                        business_id,
+                        id,
+                        earlier + chrono::Duration::minutes(1),
+                        now,
+                    ));
+                }
+            }
+            rows::insert_subjects(conn, &subjects)?;
+            rows::insert_facts(conn, &facts)?;
+            let event = NewEvent::new(EventType::WindowOpened, json!({"subjects": count}));
+            Ok(((), vec![event]))
+        })
+        .await
+        .expect("the subjects were written");
+}
+
+/// A node loads a business's subjects page by page (2,000 to a page, in id
+/// order): every subject of the business is in its view once, with its whole
+/// history, and no other business's.
+async fn a_projection_loads_every_subject_of_a_business_across_pages(app: TestApp) {
+    let acme = app.create_business("Acme", "whatsapp-eu").await;
+    let other = app.create_business("Other", "whatsapp-eu").await;
+    let (acme_id, other_id): (Uuid, Uuid) = (acme.id.parse().unwrap(), other.id.parse().unwrap());
+    // The other business's subjects come between Acme's, in id order too.
+    many_subjects(&app, acme_id, 1, 2_600).await;
+    many_subjects(&app, other_id, 2, 50).await;
+    many_subjects(&app, acme_id, 3, 1_500).await;
+    let policy = whatsapp_eu();
+    let ledger = app.ledger_on(Writer::new(app.store.clone()));
+    let view = ledger.projection().fresh(acme_id, &policy).await.unwrap();
+    let now = chrono::Utc::now();
+    let utility = policy
+        .category("utility")
+        .expect("whatsapp-eu defines utility");
+    for (tag, count) in [(1u8, 2_600u16), (3, 1_500)] {
+        for i in 0..count {
+            let p = many_pseudonym(tag, i);
+            assert!(view.contains(&p), "subject {tag}/{i} is in the view");
+            let allowed = view.decide(&p, &utility, Some(31), now).allowed;
+            assert_eq!(allowed, i % 3 != 0, "subject {tag}/{i}: its whole history");
+        }
+    }
+    for i in 0..50 {
+        assert!(
+            !view.contains(&many_pseudonym(2, i)),
+            "another business's subject is not"
         );
     }
 }
