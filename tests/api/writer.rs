@@ -32,6 +32,47 @@ fn pseudonym(i: u8) -> [u8; 32] {
     [i; 32]
 }
 
+/// A subject with this pseudonym, its wrapped key and sealed phone stand-ins
+/// made of `tag`.
+fn new_subject(
+    id: Uuid,
+    business_id: Uuid,
+    pseudonym: [u8; 32],
+    tag: u8,
+    now: chrono::DateTime<chrono::Utc>,
+) -> NewSubject {
+    NewSubject {
+        id,
+        business_id,
+        pseudonym,
+        wrapped_key: vec![tag; 8],
+        sealed_phone: vec![tag],
+        created_at: now,
+    }
+}
+
+/// An opt-in for utility on the web (evidence stand-in made of `tag`).
+fn utility_opt_in(
+    business_id: Uuid,
+    subject_id: Uuid,
+    tag: u8,
+    effective_at: chrono::DateTime<chrono::Utc>,
+    recorded_at: chrono::DateTime<chrono::Utc>,
+) -> NewFact {
+    NewFact {
+        categories: Some(vec!["utility".into()]),
+        channel: Some("web".into()),
+        evidence: Some(vec![tag; 16]),
+        ..NewFact::new(
+            FactKind::OptIn,
+            business_id,
+            subject_id,
+            effective_at,
+            recorded_at,
+        )
+    }
+}
+
 /// A write that creates a subject (so a failure has something to roll back) and
 /// then fails when `fail` says so, or panics when `panic` does.
 async fn subject_write(
@@ -44,14 +85,7 @@ async fn subject_write(
     writer
         .write(business_id, Actor::Operator, move |conn, now| {
             let id = Uuid::now_v7();
-            let subject = NewSubject {
-                id,
-                business_id,
-                pseudonym: pseudonym(i),
-                wrapped_key: vec![i; 8],
-                sealed_phone: vec![i],
-                created_at: now,
-            };
+            let subject = new_subject(id, business_id, pseudonym(i), i, now);
             rows::insert_subject(conn, &subject)?;
             if panic {
                 panic!("a bug in a change");
@@ -622,29 +656,16 @@ async fn queue_planned_opt_in(
                         Some(known) => (known.id, None),
                         None => {
                             let id = Uuid::now_v7();
-                            let subject = NewSubject {
-                                id,
-                                business_id,
-                                pseudonym: pseudonym(n),
-                                wrapped_key: vec![n; 8],
-                                sealed_phone: vec![n],
-                                created_at: now,
-                            };
-                            (id, Some(subject))
+                            (id, Some(new_subject(id, business_id, pseudonym(n), n, now)))
                         }
                     };
-                    let fact = NewFact {
-                        categories: Some(vec!["utility".into()]),
-                        channel: Some("web".into()),
-                        evidence: Some(vec![n; 16]),
-                        ..NewFact::new(
-                            FactKind::OptIn,
-                            business_id,
-                            subject_id,
-                            now - chrono::Duration::minutes(1),
-                            now,
-                        )
-                    };
+                    let fact = utility_opt_in(
+                        business_id,
+                        subject_id,
+                        n,
+                        now - chrono::Duration::minutes(1),
+                        now,
+                    );
                     let event = NewEvent::about(
                         EventType::OptInRecorded,
                         subject_id,
@@ -956,20 +977,14 @@ async fn many_subjects(app: &TestApp, business_id: Uuid, tag: u8, count: u16) {
             let mut facts = Vec::new();
             for i in 0..count {
                 let id = Uuid::now_v7();
-                subjects.push(NewSubject {
+                subjects.push(new_subject(
                     id,
                     business_id,
-                    pseudonym: many_pseudonym(tag, i),
-                    wrapped_key: vec![tag; 8],
-                    sealed_phone: vec![tag],
-                    created_at: now,
-                });
-                facts.push(NewFact {
-                    categories: Some(vec!["utility".into()]),
-                    channel: Some("web".into()),
-                    evidence: Some(vec![tag; 16]),
-                    ..NewFact::new(FactKind::OptIn, business_id, id, earlier, now)
-                });
+                    many_pseudonym(tag, i),
+                    tag,
+                    now,
+                ));
+                facts.push(utility_opt_in(business_id, id, tag, earlier, now));
                 if i % 3 == 0 {
                     facts.push(NewFact::new(
                         FactKind::Revocation,
