@@ -23,7 +23,10 @@
 # the service's slices' requests together and of all the witness's, the bytes
 # written per opt-in meanwhile (SQLite: by the server process, WAL and database;
 # PostgreSQL: WAL generated, cluster-wide). The ratio column is the service's
-# p99 over the witness's.
+# p99 over the witness's. Each slice also gives the p99 of the server's own time
+# per request (the `latency_us` of its request log lines: from its headers read
+# to its answer ready); the rest of the client's latency is the network and
+# the client's wait for one of its 64 connections while the server is slow.
 # Prints medians and ratios. PostgreSQL uses $BENCH_POSTGRES_URL (a database is
 # created and dropped).
 set -euo pipefail
@@ -149,14 +152,21 @@ l = sorted(float(x) for x in sys.stdin)
 print(f"{l[int((len(l) - 1) * 0.99)]:.2f}")'
 }
 
-# One slice of the service at RATE; its latencies (ms) to DUMP.
+# One slice of the service at RATE; its latencies (ms) to DUMP, and the server's
+# own time for each of them (ms, the `latency_us` of its request log lines, from
+# its headers read to its answer ready) to DUMP.server.
 # -> "sent achieved non201 bytes_written"
 run_fixed() { # KEYS RATE PREFIX DUMP
-  local out before after
+  local out before after log_from
   before=$(written_bytes)
+  log_from=$(stat -c %s "$DATA/server.log")
   out=$(WRITE_LOAD_DUMP="$4.raw" target/release/examples/write_load "$URL" "$1" "$2" "$SECONDS_PER_RUN" 64 "$3" | grep RESULT)
   after=$(written_bytes)
   awk '{print $2}' "$4.raw" > "$4"
+  sleep 0.2 # the log's writer thread catches up
+  tail -c +"$((log_from + 1))" "$DATA/server.log" \
+    | sed -n 's|.*request answered route="/v1/opt-ins" .*latency_us=\([0-9]*\).*|\1|p' \
+    | awk '{print $1 / 1000}' > "$4.server"
   echo "$out" | sed 's/.*sent=\([0-9]*\) non201=\([0-9]*\) rate=\([0-9.]*\).*/\1 \3 \2/' \
     | { read -r sent rate bad; echo "$sent $rate $bad $((after - before))"; }
 }
@@ -189,8 +199,9 @@ run_cell() { # KEYS RATE
     total_sent=$((total_sent + sent)); total_bad=$((total_bad + bad)); total_bytes=$((total_bytes + bytes))
     rates="$rates $rate"
     run_witness "$2" "$WORK/witness_$s"
-    echo "    slice $s: service p99 $(pooled_p99 "$WORK/service_$s") ms, witness p99 $(pooled_p99 "$WORK/witness_$s") ms" >&2
+    echo "    slice $s: service p99 $(pooled_p99 "$WORK/service_$s") ms (the server's own time $(pooled_p99 "$WORK/service_$s.server") ms), witness p99 $(pooled_p99 "$WORK/witness_$s") ms" >&2
   done
+  echo "    all slices: service p99 $(pooled_p99 "$WORK"/service_?) ms (the server's own time $(pooled_p99 "$WORK"/service_?.server) ms)" >&2
   # shellcheck disable=SC2086
   echo "$(pooled_p99 "$WORK"/service_?) $(median $rates) $total_bad $((total_bytes / total_sent)) $(pooled_p99 "$WORK"/witness_?)"
 }
