@@ -25,8 +25,9 @@
 # PostgreSQL: WAL generated, cluster-wide). The ratio column is the service's
 # p99 over the witness's. Each slice also gives the p99 of the server's own time
 # per request (the `latency_us` of its request log lines: from its headers read
-# to its answer ready); the rest of the client's latency is the network and
-# the client's wait for one of its 64 connections while the server is slow.
+# to its answer ready). A stall inside the server holds only the 64 requests in
+# flight, while every request due meanwhile waits for a connection: a client p99
+# far above the server's own points at rare long stalls, not at the network.
 # Prints medians and ratios. PostgreSQL uses $BENCH_POSTGRES_URL (a database is
 # created and dropped).
 set -euo pipefail
