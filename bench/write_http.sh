@@ -145,12 +145,13 @@ written_bytes() {
   fi
 }
 
-# The p99 (ms) of the latencies (ms, one a line) in these files together.
+# The p99 (ms) of the latencies (ms, one a line) in these files together; n/a
+# when they hold none.
 pooled_p99() {
   cat "$@" | python3 -c '
 import sys
 l = sorted(float(x) for x in sys.stdin)
-print(f"{l[int((len(l) - 1) * 0.99)]:.2f}")'
+print(f"{l[int((len(l) - 1) * 0.99)]:.2f}" if l else "n/a")'
 }
 
 # One slice of the service at RATE; its latencies (ms) to DUMP, and the server's
@@ -214,7 +215,7 @@ bench_backend() {
   port=$(free_port)
   DATA="$WORK/$backend"
   mkdir -p "$DATA"
-  export CONSENTGATE_DATA_DIR="$DATA/data" CONSENTGATE_BIND="127.0.0.1:$port" CONSENTGATE_LOG=info
+  export CONSENTGATE_DATA_DIR="$DATA/data" CONSENTGATE_BIND="127.0.0.1:$port" CONSENTGATE_LOG=info CONSENTGATE_LOG_FORMAT=pretty
   export CONSENTGATE_RATE_LIMIT_KEY_PER_SEC=10000000 CONSENTGATE_RATE_LIMIT_KEY_BURST=10000000
   export CONSENTGATE_RATE_LIMIT_ADDRESS_PER_SEC=10000000 CONSENTGATE_RATE_LIMIT_ADDRESS_BURST=10000000
   export CONSENTGATE_OPERATOR_TOKEN="bench-operator-token-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
