@@ -203,9 +203,11 @@ run_cell() { # KEYS RATE
     run_witness "$2" "$WORK/witness_$s"
     echo "    slice $s: service p99 $(pooled_p99 "$WORK/service_$s") ms (the server's own time $(pooled_p99 "$WORK/service_$s.server") ms), witness p99 $(pooled_p99 "$WORK/witness_$s") ms" >&2
   done
-  echo "    all slices: service p99 $(pooled_p99 "$WORK"/service_?) ms (the server's own time $(pooled_p99 "$WORK"/service_?.server) ms)" >&2
+  local service_p99
+  service_p99=$(pooled_p99 "$WORK"/service_?)
+  echo "    all slices: service p99 $service_p99 ms (the server's own time $(pooled_p99 "$WORK"/service_?.server) ms)" >&2
   # shellcheck disable=SC2086
-  echo "$(pooled_p99 "$WORK"/service_?) $(median $rates) $total_bad $((total_bytes / total_sent)) $(pooled_p99 "$WORK"/witness_?)"
+  echo "$service_p99 $(median $rates) $total_bad $((total_bytes / total_sent)) $(pooled_p99 "$WORK"/witness_?)"
 }
 
 bench_backend() {
