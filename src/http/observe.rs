@@ -13,6 +13,7 @@
 //! class (`1xx` .. `5xx`). Without this, each distinct method a client invents
 //! (any token, any length) would become a new series for ever.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use actix_web::HttpMessage;
@@ -32,6 +33,7 @@ use prometheus_client::registry::Registry;
 use tracing::Instrument;
 
 use super::error::{ApiError, PROBLEM_JSON};
+use crate::ledger::projection::Projection;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -130,6 +132,8 @@ pub struct Metrics {
     latency: Family<RequestLabels, Histogram, fn() -> Histogram>,
     projection_subjects: Gauge,
     projection_bytes: Gauge,
+    projection_installs: Counter,
+    projection_catch_ups: Counter,
     channel_items: Family<ChannelLabels, Counter>,
     channel_statuses: Family<StatusLabels, Counter>,
     /// The series of answered single checks, held so the hot path skips the
@@ -166,6 +170,18 @@ impl Default for Metrics {
             "Heap bytes of this node's in-memory projection's indexes",
             projection_bytes.clone(),
         );
+        let projection_installs = Counter::default();
+        registry.register(
+            "projection_batch_installs",
+            "Committed write batches installed in this node's projection from the rows they wrote",
+            projection_installs.clone(),
+        );
+        let projection_catch_ups = Counter::default();
+        registry.register(
+            "projection_catch_ups",
+            "Catch-ups of this node's projection that read the database",
+            projection_catch_ups.clone(),
+        );
         let channel_items = Family::<ChannelLabels, Counter>::default();
         registry.register(
             "channel_webhook_items",
@@ -194,6 +210,8 @@ impl Default for Metrics {
             latency,
             projection_subjects,
             projection_bytes,
+            projection_installs,
+            projection_catch_ups,
             channel_items,
             channel_statuses,
         }
@@ -216,12 +234,20 @@ impl Metrics {
         self.latency.get_or_create(&labels).observe(seconds);
     }
 
-    /// Sets the projection's footprint gauges (read when `/metrics` is rendered).
-    pub fn set_projection(&self, subjects: usize, bytes: usize) {
+    /// Sets the projection's series from what it counts (read when `/metrics`
+    /// is rendered): its footprint, and its two counters (monotonic, so set).
+    pub fn set_projection(&self, projection: &Projection) {
+        let (subjects, bytes) = projection.footprint();
         self.projection_subjects
             .set(i64::try_from(subjects).unwrap_or(i64::MAX));
         self.projection_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.projection_installs
+            .inner()
+            .store(projection.installed_from_batches(), Ordering::Relaxed);
+        self.projection_catch_ups
+            .inner()
+            .store(projection.catch_ups(), Ordering::Relaxed);
     }
 
     /// Counts one item of a channel webhook.

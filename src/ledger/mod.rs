@@ -121,6 +121,15 @@ impl Ledger {
             keys.clone(),
             policies.clone(),
         ));
+        // The writer installs each batch's new numbers in this projection before
+        // it acknowledges them. Weak: the writer's threads may outlive the
+        // ledger, and a dropped projection has nothing to install.
+        let view = Arc::downgrade(&projection);
+        writer.installing(Box::new(move |business_id, delta| {
+            if let Some(projection) = view.upgrade() {
+                projection.install_committed(business_id, delta);
+            }
+        }));
         Ledger {
             writer,
             store,

@@ -24,7 +24,12 @@
 //! them. So every change committed before the check arrived, on any node, is in
 //! the view that answers it. A write is acknowledged only after its node caught up
 //! to the write's own sequence number (write-through), so the writer's own next
-//! check needs no database read either. When the fence or the catch-up cannot
+//! check needs no database read either. A batch of new numbers' opt-ins (the
+//! common write) is installed by the writer itself, from the rows it wrote,
+//! before it publishes the batch's head to this node's fences and before it
+//! acknowledges any of it (`crate::writer::Install`): so this node's checks never
+//! find the head ahead of the view because of its own opt-ins, and never wait
+//! for a catch-up to read them back. When the fence or the catch-up cannot
 //! read the store, the check fails closed (503, `allowed: false`).
 //!
 //! Installs happen only under the view's apply lock, and each catch-up reads under
@@ -74,6 +79,8 @@ pub struct Projection {
     api_keys: ShardedLock<HashMap<Uuid, Arc<KeyCredentials>>>,
     /// Write-throughs installed from their batch's rows ([`Delta`]), no read.
     from_batches: AtomicU64,
+    /// Catch-ups that read the database (the view was behind).
+    catch_ups: AtomicU64,
 }
 
 impl std::fmt::Debug for Projection {
@@ -364,6 +371,7 @@ impl Projection {
             loading: tokio::sync::Mutex::new(()),
             api_keys: ShardedLock::new(HashMap::new()),
             from_batches: AtomicU64::new(0),
+            catch_ups: AtomicU64::new(0),
         }
     }
 
@@ -539,6 +547,28 @@ impl Projection {
     /// past it already).
     async fn apply_delta(&self, view: &BusinessView, delta: &Delta) -> bool {
         let _apply = view.apply.lock().await;
+        self.install_delta(view, delta)
+    }
+
+    /// [`Projection::apply_delta`] on the writer's thread, before the batch is
+    /// published or acknowledged (see [`crate::writer::Install`]). It never
+    /// waits: when a load or a catch-up holds the view's apply lock (reading,
+    /// for as long as a reload of the whole business takes), the batch's writes
+    /// bring the view up themselves before they are acknowledged, as each write
+    /// does anyway ([`Projection::refresh_to`]). A business whose view is not
+    /// loaded has nothing to install: its first use loads it.
+    pub fn install_committed(&self, business_id: Uuid, delta: &Delta) {
+        let Some(view) = self.get(business_id) else {
+            return;
+        };
+        if let Ok(_apply) = view.apply.try_lock() {
+            self.install_delta(&view, delta);
+        }
+    }
+
+    /// Installs `delta` if the view is exactly at its start; the caller holds
+    /// the view's apply lock.
+    fn install_delta(&self, view: &BusinessView, delta: &Delta) -> bool {
         if view.applied() != delta.from {
             return false;
         }
@@ -552,6 +582,13 @@ impl Projection {
     /// (a [`Delta`]) rather than read back by a catch-up.
     pub fn installed_from_batches(&self) -> u64 {
         self.from_batches.load(Ordering::Relaxed)
+    }
+
+    /// How many catch-ups read the database (a view behind the head it had to
+    /// reach: another node's writes, a write of this node's that its batch
+    /// could not hand over, a CLI process's).
+    pub fn catch_ups(&self) -> u64 {
+        self.catch_ups.load(Ordering::Relaxed)
     }
 
     async fn view_with(
@@ -647,6 +684,7 @@ impl Projection {
         if applied >= target {
             return Ok(());
         }
+        self.catch_ups.fetch_add(1, Ordering::Relaxed);
         let business_id = view.business_id;
         let (head, touched, histories) = self
             .store

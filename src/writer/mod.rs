@@ -140,8 +140,10 @@ pub struct Committed<T> {
 /// projection catches up from the database as before.
 ///
 /// So a projection that reflects the chain exactly at `from` reflects it exactly
-/// at `to` once it installs `histories` (the ledger's write-through does that
-/// instead of reading back the rows just written; see `ledger::projection`).
+/// at `to` once it installs `histories` instead of reading back the rows just
+/// written: the writer hands it to the ledger for that before it publishes or
+/// acknowledges the batch ([`Install`]), and each write's answer carries it too
+/// (for a ledger the writer does not hand it to; see `ledger::projection`).
 #[derive(Debug)]
 pub struct Delta {
     pub from: i64,
@@ -149,6 +151,17 @@ pub struct Delta {
     /// By pseudonym (the projection's key).
     pub histories: Vec<([u8; 32], SubjectHistory)>,
 }
+
+/// What the writer does with each [`Delta`] of a batch that committed, on the
+/// writer's thread, before it publishes the batch's heads
+/// ([`Store::committed`]) and before it acknowledges any of the batch's writes:
+/// the ledger installs it in its projection (`ledger::projection`). So a check
+/// on this node never finds the head ahead of its view because of this node's
+/// own writes, and never reads the database to catch up on them (while such a
+/// catch-up reads, every request of the business waits for the view's apply
+/// lock: holds of 40-60 ms at 8,000 opt-ins/s, BENCHMARKS.md, writes, session
+/// 15).
+pub type Install = Box<dyn Fn(Uuid, &Delta) + Send + Sync>;
 
 /// What a planned write ([`Writer::write_planned`]) knows of its number at its
 /// place in the batch: the stored state, with the batch's earlier writes
@@ -189,6 +202,8 @@ struct Inner {
     checkpointer: Option<Arc<Checkpointer>>,
     /// Started on first write.
     shards: OnceLock<Vec<Arc<Shard>>>,
+    /// Set once, by the ledger writing through this writer ([`Install`]).
+    install: Arc<OnceLock<Install>>,
 }
 
 impl Drop for Inner {
@@ -229,8 +244,18 @@ impl Writer {
                 store,
                 checkpointer,
                 shards: OnceLock::new(),
+                install: Arc::new(OnceLock::new()),
             }),
         }
+    }
+
+    /// Hands every committed batch's [`Delta`]s to `install` before the batch
+    /// is published or acknowledged (see [`Install`]). Only the first caller's
+    /// is kept (false for any other): one ledger writes through a writer; a
+    /// second one's projection still catches up on each write before it is
+    /// acknowledged, as without it.
+    pub fn installing(&self, install: Install) -> bool {
+        self.inner.install.set(install).is_ok()
     }
 
     /// The store this writer runs its statements on.
@@ -400,7 +425,14 @@ impl Writer {
                 start_wal_checkpoints(self.inner.store.clone(), Arc::downgrade(&self.inner));
             }
             (0..count)
-                .map(|i| Shard::start(i, self.inner.store.clone(), checkpoints.clone()))
+                .map(|i| {
+                    Shard::start(
+                        i,
+                        self.inner.store.clone(),
+                        checkpoints.clone(),
+                        self.inner.install.clone(),
+                    )
+                })
                 .collect()
         })
     }
@@ -913,7 +945,12 @@ struct Shard {
 }
 
 impl Shard {
-    fn start(index: usize, store: Store, checkpoints: Checkpoints) -> Arc<Shard> {
+    fn start(
+        index: usize,
+        store: Store,
+        checkpoints: Checkpoints,
+        install: Arc<OnceLock<Install>>,
+    ) -> Arc<Shard> {
         let shard = Arc::new(Shard {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
@@ -922,7 +959,7 @@ impl Shard {
         let worker = shard.clone();
         std::thread::Builder::new()
             .name(format!("consentgate-writer-{index}"))
-            .spawn(move || worker.run(&store, &checkpoints))
+            .spawn(move || worker.run(&store, &checkpoints, &install))
             .expect("the writer thread starts");
         shard
     }
@@ -1000,7 +1037,7 @@ impl Shard {
         })
     }
 
-    fn run(&self, store: &Store, checkpoints: &Checkpoints) {
+    fn run(&self, store: &Store, checkpoints: &Checkpoints, install: &OnceLock<Install>) {
         let mut conn: Option<DbConnection> = None;
         while let Some(Batch {
             jobs: mut batch,
@@ -1025,6 +1062,13 @@ impl Shard {
             match &committed {
                 Ok(heads) => {
                     let (begin, apply, commit) = timing.split();
+                    let installing = Instant::now();
+                    if let Some(install) = install.get() {
+                        for (business_id, delta) in &deltas {
+                            install(*business_id, delta);
+                        }
+                    }
+                    let install_us = installing.elapsed().as_micros() as u64;
                     tracing::debug!(
                         writes = batch.len(),
                         checkpoints = signed.len(),
@@ -1032,6 +1076,7 @@ impl Shard {
                         begin_us = begin.as_micros() as u64,
                         apply_us = apply.as_micros() as u64,
                         commit_us = commit.as_micros() as u64,
+                        install_us,
                         "a write batch committed"
                     );
                     for head in heads {

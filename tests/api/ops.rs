@@ -46,7 +46,8 @@ async fn metrics_count_requests_by_route_and_status(app: TestApp) {
     assert!(text.contains(r#"consentgate_http_request_duration_seconds_bucket{le="#));
 }
 
-/// The value of an unlabelled gauge in the exposition.
+/// The value of an unlabelled series (a gauge, or a counter's `_total`) in the
+/// exposition.
 fn gauge(text: &str, name: &str) -> i64 {
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
@@ -76,6 +77,25 @@ async fn metrics_report_the_projections_footprint(app: TestApp) {
     let bytes = gauge(text, "consentgate_projection_bytes");
     // Three 48-byte entries at least, and a small table: not megabytes.
     assert!((3 * 48..1 << 20).contains(&bytes), "{bytes}");
+    // Each opt-in of a new number was installed from its batch, none read back.
+    let counts = |text: &str| {
+        (
+            gauge(text, "consentgate_projection_batch_installs_total"),
+            gauge(text, "consentgate_projection_catch_ups_total"),
+        )
+    };
+    assert_eq!(counts(text), (3, 0), "{text}");
+    // A revocation's batch hands nothing over: its write-through reads it back.
+    let res = app
+        .post(
+            "/v1/revocations",
+            Some(&biz.key),
+            &serde_json::json!({"phone": "+31612345678", "channel": "web"}),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.body);
+    let res = app.get("/metrics", None).await;
+    assert_eq!(counts(res.body.as_str().unwrap()), (3, 1));
 }
 
 async fn every_response_carries_a_request_id(app: TestApp) {

@@ -26,6 +26,7 @@ backend_tests!(
     a_batch_with_any_other_write_hands_no_delta,
     new_numbers_of_several_businesses_in_one_batch_keep_their_own_chains_and_deltas,
     a_projection_loads_every_subject_of_a_business_across_pages,
+    the_writer_installs_a_batch_of_new_numbers_before_acknowledging_it,
 );
 
 fn pseudonym(i: u8) -> [u8; 32] {
@@ -645,41 +646,7 @@ async fn queue_planned_opt_in(
     let writer = app.writer.clone();
     let (answer, answered) = tokio::sync::oneshot::channel();
     actix_web::rt::spawn(async move {
-        let committed = writer
-            .write_planned(
-                business_id,
-                Actor::Operator,
-                None,
-                pseudonym(n),
-                move |found, now| {
-                    let (subject_id, subject) = match found.subject {
-                        Some(known) => (known.id, None),
-                        None => {
-                            let id = Uuid::now_v7();
-                            (id, Some(new_subject(id, business_id, pseudonym(n), n, now)))
-                        }
-                    };
-                    let fact = utility_opt_in(
-                        business_id,
-                        subject_id,
-                        n,
-                        now - chrono::Duration::minutes(1),
-                        now,
-                    );
-                    let event = NewEvent::about(
-                        EventType::OptInRecorded,
-                        subject_id,
-                        json!({"opt_in_id": fact.id}),
-                    );
-                    let staged = Staged {
-                        subject,
-                        facts: vec![fact],
-                    };
-                    Ok((n, vec![event], staged))
-                },
-            )
-            .await;
-        let _ = answer.send(committed);
+        let _ = answer.send(planned_opt_in(&writer, business_id, n).await);
     });
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while app.writer.waiting(business_id) == before {
@@ -687,6 +654,49 @@ async fn queue_planned_opt_in(
         actix_web::rt::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     answered
+}
+
+/// An opt-in-like planned write of number `n` on `writer` (see
+/// [`queue_planned_opt_in`]), waited for.
+async fn planned_opt_in(
+    writer: &Writer,
+    business_id: Uuid,
+    n: u8,
+) -> Result<Committed<u8>, StoreError> {
+    writer
+        .write_planned(
+            business_id,
+            Actor::Operator,
+            None,
+            pseudonym(n),
+            move |found, now| {
+                let (subject_id, subject) = match found.subject {
+                    Some(known) => (known.id, None),
+                    None => {
+                        let id = Uuid::now_v7();
+                        (id, Some(new_subject(id, business_id, pseudonym(n), n, now)))
+                    }
+                };
+                let fact = utility_opt_in(
+                    business_id,
+                    subject_id,
+                    n,
+                    now - chrono::Duration::minutes(1),
+                    now,
+                );
+                let event = NewEvent::about(
+                    EventType::OptInRecorded,
+                    subject_id,
+                    json!({"opt_in_id": fact.id}),
+                );
+                let staged = Staged {
+                    subject,
+                    facts: vec![fact],
+                };
+                Ok((n, vec![event], staged))
+            },
+        )
+        .await
 }
 
 async fn committed<T>(
@@ -1036,4 +1046,67 @@ async fn a_projection_loads_every_subject_of_a_business_across_pages(app: TestAp
             "another business's subject is not"
         );
     }
+}
+
+/// A batch of new numbers is in the projection of the ledger that writes
+/// through the writer before any of its writes is acknowledged: the writer
+/// installs it from the rows it wrote, before it publishes the batch's head, so
+/// no check of the node catches up on (reads back) the node's own opt-ins.
+async fn the_writer_installs_a_batch_of_new_numbers_before_acknowledging_it(app: TestApp) {
+    let biz = app.create_business("Acme", "whatsapp-eu").await;
+    let business_id: Uuid = biz.id.parse().unwrap();
+    let policy = whatsapp_eu();
+    let writer = Writer::new(app.store.clone());
+    let ledger = app.ledger_on(writer.clone());
+    let projection = ledger.projection();
+    let view = projection.fresh(business_id, &policy).await.unwrap();
+    let from = view.applied();
+
+    // Straight through the writer: the ledger's write-through does not run.
+    let first = planned_opt_in(&writer, business_id, 1).await.unwrap();
+    assert_eq!(first.seq, Some(from + 1));
+    assert_eq!(view.applied(), from + 1, "in the view when acknowledged");
+    let now = chrono::Utc::now();
+    assert!(
+        decisions(&view, &[1], now).iter().any(|(.., d)| d.allowed),
+        "the opt-in is in force"
+    );
+    let check = projection.fresh(business_id, &policy).await.unwrap();
+    assert_eq!(check.applied(), from + 1);
+    assert_eq!(
+        (projection.installed_from_batches(), projection.catch_ups()),
+        (1, 0),
+        "installed, nothing read back"
+    );
+
+    // A known number: no delta, nothing installed; the next check reads it.
+    let again = planned_opt_in(&writer, business_id, 1).await.unwrap();
+    assert!(again.delta.is_none());
+    assert_eq!(view.applied(), from + 1);
+    let check = projection.fresh(business_id, &policy).await.unwrap();
+    assert_eq!(check.applied(), from + 2);
+    assert_eq!(projection.catch_ups(), 1);
+
+    // A second ledger on the same writer is not handed the batches: its view
+    // stays behind until its own write-through or check catches up.
+    let second = app.ledger_on(writer.clone());
+    let behind = second
+        .projection()
+        .fresh(business_id, &policy)
+        .await
+        .unwrap();
+    planned_opt_in(&writer, business_id, 2).await.unwrap();
+    assert_eq!((view.applied(), behind.applied()), (from + 3, from + 2));
+    let loaded = app.ledger_on(Writer::new(app.store.clone()));
+    let loaded = loaded
+        .projection()
+        .fresh(business_id, &policy)
+        .await
+        .unwrap();
+    let numbers = [1, 2, 3];
+    assert_eq!(
+        decisions(&view, &numbers, now),
+        decisions(&loaded, &numbers, now),
+        "what a load reads"
+    );
 }

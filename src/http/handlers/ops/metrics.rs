@@ -14,8 +14,7 @@ pub async fn render_metrics(
     metrics: web::Data<Metrics>,
     ledger: web::Data<Ledger>,
 ) -> HttpResponse {
-    let (subjects, bytes) = ledger.projection().footprint();
-    metrics.set_projection(subjects, bytes);
+    metrics.set_projection(ledger.projection());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(metrics.render())
