@@ -28,6 +28,8 @@
 # to its answer ready). A stall inside the server holds only the 64 requests in
 # flight, while every request due meanwhile waits for a connection: a client p99
 # far above the server's own points at rare long stalls, not at the network.
+# And how many times, during the slice, the service's projection read the
+# database to catch up (every request of a business waits for such a read).
 # Prints medians and ratios. PostgreSQL uses $BENCH_POSTGRES_URL (a database is
 # created and dropped).
 set -euo pipefail
@@ -154,23 +156,32 @@ l = sorted(float(x) for x in sys.stdin)
 print(f"{l[int((len(l) - 1) * 0.99)]:.2f}" if l else "n/a")'
 }
 
+# How many times the service's projection has read the database to catch up so
+# far (its /metrics; n/a from a build that does not count them).
+catch_ups() {
+  curl -fs "$URL/metrics" | sed -n 's/^consentgate_projection_catch_ups_total \([0-9]*\)$/\1/p' | grep . || echo n/a
+}
+
 # One slice of the service at RATE; its latencies (ms) to DUMP, and the server's
 # own time for each of them (ms, the `latency_us` of its request log lines, from
 # its headers read to its answer ready) to DUMP.server.
-# -> "sent achieved non201 bytes_written"
+# -> "sent achieved non201 bytes_written catch_ups"
 run_fixed() { # KEYS RATE PREFIX DUMP
-  local out before after log_from
+  local out before after log_from caught_before caught
   before=$(written_bytes)
+  caught_before=$(catch_ups)
   log_from=$(stat -c %s "$DATA/server.log")
   out=$(WRITE_LOAD_DUMP="$4.raw" target/release/examples/write_load "$URL" "$1" "$2" "$SECONDS_PER_RUN" 64 "$3" | grep RESULT)
   after=$(written_bytes)
+  caught=$(catch_ups)
+  [ "$caught" = n/a ] || caught=$((caught - caught_before))
   awk '{print $2}' "$4.raw" > "$4"
   sleep 0.2 # the log's writer thread catches up
   tail -c +"$((log_from + 1))" "$DATA/server.log" \
     | sed -n 's|.*request answered route="/v1/opt-ins" .*latency_us=\([0-9]*\).*|\1|p' \
     | awk '{print $1 / 1000}' > "$4.server"
   echo "$out" | sed 's/.*sent=\([0-9]*\) non201=\([0-9]*\) rate=\([0-9.]*\).*/\1 \3 \2/' \
-    | { read -r sent rate bad; echo "$sent $rate $bad $((after - before))"; }
+    | { read -r sent rate bad; echo "$sent $rate $bad $((after - before)) $caught"; }
 }
 
 # One slice of what the disk permitted at the same moment, at the same rate
@@ -194,14 +205,14 @@ run_witness() { # RATE DUMP
 # SLICES slices of the service at RATE, each followed by one of the witness.
 # -> "p99 achieved non201 bytes_per_opt_in witness_p99"
 run_cell() { # KEYS RATE
-  local s sent rate bad bytes total_sent=0 total_bad=0 total_bytes=0 rates=""
+  local s sent rate bad bytes caught total_sent=0 total_bad=0 total_bytes=0 rates=""
   rm -f "$WORK"/service_* "$WORK"/witness_*
   for s in $(seq "$SLICES"); do
-    read -r sent rate bad bytes < <(run_fixed "$1" "$2" "$s" "$WORK/service_$s")
+    read -r sent rate bad bytes caught < <(run_fixed "$1" "$2" "$s" "$WORK/service_$s")
     total_sent=$((total_sent + sent)); total_bad=$((total_bad + bad)); total_bytes=$((total_bytes + bytes))
     rates="$rates $rate"
     run_witness "$2" "$WORK/witness_$s"
-    echo "    slice $s: service p99 $(pooled_p99 "$WORK/service_$s") ms (the server's own time $(pooled_p99 "$WORK/service_$s.server") ms), witness p99 $(pooled_p99 "$WORK/witness_$s") ms" >&2
+    echo "    slice $s: service p99 $(pooled_p99 "$WORK/service_$s") ms (the server's own time $(pooled_p99 "$WORK/service_$s.server") ms; $caught catch-ups read the database), witness p99 $(pooled_p99 "$WORK/witness_$s") ms" >&2
   done
   local service_p99
   service_p99=$(pooled_p99 "$WORK"/service_?)
