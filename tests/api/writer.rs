@@ -714,6 +714,20 @@ fn whatsapp_eu() -> std::sync::Arc<consentgate::policy::Policy> {
         .expect("a shipped policy")
 }
 
+/// The business's view in a projection loaded from the database now (a node
+/// of its own: what a load reads).
+async fn loaded_view(
+    app: &TestApp,
+    business_id: Uuid,
+    policy: &std::sync::Arc<consentgate::policy::Policy>,
+) -> std::sync::Arc<consentgate::ledger::projection::BusinessView> {
+    app.ledger_on(Writer::new(app.store.clone()))
+        .projection()
+        .fresh(business_id, policy)
+        .await
+        .unwrap()
+}
+
 /// Every decision of the view about these numbers, at `now`.
 fn decisions(
     view: &consentgate::ledger::projection::BusinessView,
@@ -785,12 +799,7 @@ async fn a_batch_of_new_numbers_hands_the_projection_what_a_load_reads(app: Test
         .await;
     assert_eq!(view.applied(), from + 4);
     assert_eq!(projection.installed_from_batches(), 1, "no read-back");
-    let loaded_ledger = app.ledger_on(Writer::new(app.store.clone()));
-    let loaded = loaded_ledger
-        .projection()
-        .fresh(business_id, &policy)
-        .await
-        .unwrap();
+    let loaded = loaded_view(&app, business_id, &policy).await;
     assert_eq!(loaded.applied(), from + 4);
     let now = chrono::Utc::now();
     let numbers = [1, 2, 3, 4];
@@ -866,12 +875,7 @@ async fn a_batch_with_any_other_write_hands_no_delta(app: TestApp) {
 
     // The projection still ends up exact (it catches up).
     let policy = whatsapp_eu();
-    let ledger = app.ledger_on(Writer::new(app.store.clone()));
-    let view = ledger
-        .projection()
-        .fresh(business_id, &policy)
-        .await
-        .unwrap();
+    let view = loaded_view(&app, business_id, &policy).await;
     assert!(view.contains(&pseudonym(2)) && view.contains(&pseudonym(3)));
     let report = app.writer.verify_chain(business_id).await.unwrap();
     assert!(report.valid, "{report:?}");
@@ -931,7 +935,6 @@ async fn new_numbers_of_several_businesses_in_one_batch_keep_their_own_chains_an
         froms.len() as u64,
         "one install per business"
     );
-    let loaded = app.ledger_on(Writer::new(app.store.clone()));
     let now = chrono::Utc::now();
     let numbers: Vec<u8> = (0..40).chain(100..104).collect();
     for (id, from) in &froms {
@@ -960,7 +963,7 @@ async fn new_numbers_of_several_businesses_in_one_batch_keep_their_own_chains_an
         let report = app.writer.verify_chain(*id).await.unwrap();
         assert!(report.valid, "{report:?}");
         let view = projection.fresh(*id, &policy).await.unwrap();
-        let fresh = loaded.projection().fresh(*id, &policy).await.unwrap();
+        let fresh = loaded_view(&app, *id, &policy).await;
         assert_eq!(view.applied(), fresh.applied());
         assert_eq!(
             decisions(&view, &numbers, now),
@@ -1026,8 +1029,7 @@ async fn a_projection_loads_every_subject_of_a_business_across_pages(app: TestAp
     many_subjects(&app, other_id, 2, 50).await;
     many_subjects(&app, acme_id, 3, 1_500).await;
     let policy = whatsapp_eu();
-    let ledger = app.ledger_on(Writer::new(app.store.clone()));
-    let view = ledger.projection().fresh(acme_id, &policy).await.unwrap();
+    let view = loaded_view(&app, acme_id, &policy).await;
     let now = chrono::Utc::now();
     let utility = policy
         .category("utility")
@@ -1097,12 +1099,7 @@ async fn the_writer_installs_a_batch_of_new_numbers_before_acknowledging_it(app:
         .unwrap();
     planned_opt_in(&writer, business_id, 2).await.unwrap();
     assert_eq!((view.applied(), behind.applied()), (from + 3, from + 2));
-    let loaded = app.ledger_on(Writer::new(app.store.clone()));
-    let loaded = loaded
-        .projection()
-        .fresh(business_id, &policy)
-        .await
-        .unwrap();
+    let loaded = loaded_view(&app, business_id, &policy).await;
     let numbers = [1, 2, 3];
     assert_eq!(
         decisions(&view, &numbers, now),
