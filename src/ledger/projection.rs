@@ -130,7 +130,6 @@ struct Entry {
 #[derive(Default)]
 struct Entries {
     chunks: Vec<Vec<Entry>>,
-    len: usize,
 }
 
 /// Entries per chunk: 4,096 of 48 bytes, 192 KiB. Only the first chunk grows
@@ -140,16 +139,29 @@ const CHUNK_BITS: u32 = 12;
 const CHUNK: usize = 1 << CHUNK_BITS;
 
 impl Entries {
+    /// Every chunk but the last is full.
     fn len(&self) -> usize {
-        self.len
+        self.chunks
+            .last()
+            .map_or(0, |last| (self.chunks.len() - 1) * CHUNK + last.len())
+    }
+
+    /// The chunk and the place in it of the entry at `position`.
+    fn slot(position: u32) -> (usize, usize) {
+        (
+            (position >> CHUNK_BITS) as usize,
+            position as usize & (CHUNK - 1),
+        )
     }
 
     fn get(&self, position: u32) -> &Entry {
-        &self.chunks[(position >> CHUNK_BITS) as usize][position as usize & (CHUNK - 1)]
+        let (chunk, at) = Self::slot(position);
+        &self.chunks[chunk][at]
     }
 
     fn set(&mut self, position: u32, entry: Entry) {
-        self.chunks[(position >> CHUNK_BITS) as usize][position as usize & (CHUNK - 1)] = entry;
+        let (chunk, at) = Self::slot(position);
+        self.chunks[chunk][at] = entry;
     }
 
     fn push(&mut self, entry: Entry) {
@@ -161,7 +173,6 @@ impl Entries {
                 self.chunks.push(chunk);
             }
         }
-        self.len += 1;
     }
 
     fn heap_bytes(&self) -> usize {

@@ -251,11 +251,10 @@ impl Writer {
 
     /// Hands every committed batch's [`Delta`]s to `install` before the batch
     /// is published or acknowledged (see [`Install`]). Only the first caller's
-    /// is kept (false for any other): one ledger writes through a writer; a
-    /// second one's projection still catches up on each write before it is
-    /// acknowledged, as without it.
-    pub fn installing(&self, install: Install) -> bool {
-        self.inner.install.set(install).is_ok()
+    /// is kept: one ledger writes through a writer; a second one's projection
+    /// still catches up on each write before it is acknowledged, as without it.
+    pub fn installing(&self, install: Install) {
+        let _ = self.inner.install.set(install);
     }
 
     /// The store this writer runs its statements on.
