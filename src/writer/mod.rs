@@ -1243,7 +1243,7 @@ impl Savepoint {
 /// database file to write at once, the shorter the fsyncs of the WAL that the
 /// writer's commits wait for. One business at 3,800 opt-ins/s, the writer's
 /// commit had a p99 of 9.6-10.7 ms with a pass every 100 ms, 6.4-6.7 ms every
-/// 50 ms, 4.3-5.5 ms every 25 ms and 2.6-3.3 ms every 10 ms; the p99 of the
+/// 50 ms, 4.3-5.8 ms every 25 ms and 2.6-3.3 ms every 10 ms; the p99 of the
 /// server's own time per request went from 17.6-19.1 ms to 7.2-10.0 ms, for
 /// 0.02-0.04 of a core more in this thread (BENCHMARKS.md, writes, session
 /// 17). Session 9 had found 100 ms better than 250 ms.
