@@ -823,6 +823,16 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// A store on a SQLite file of its own, with one pooled connection.
+    fn sqlite_store(path: PathBuf) -> Store {
+        Store::connect(&StoreSettings {
+            url: DatabaseUrl::Sqlite(path),
+            pool_size: 1,
+            acquire_timeout: Duration::from_secs(5),
+        })
+        .unwrap()
+    }
+
     /// The options the bundled SQLite was compiled with.
     fn compile_options() -> Vec<String> {
         #[derive(QueryableByName, Debug)]
@@ -831,12 +841,7 @@ mod tests {
             compile_options: String,
         }
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&StoreSettings {
-            url: DatabaseUrl::Sqlite(dir.path().join("options.db")),
-            pool_size: 1,
-            acquire_timeout: Duration::from_secs(5),
-        })
-        .unwrap();
+        let store = sqlite_store(dir.path().join("options.db"));
         let options: Vec<CompileOption> = diesel::sql_query("PRAGMA compile_options")
             .load(&mut store.dedicated_connection().unwrap())
             .unwrap();
@@ -871,12 +876,7 @@ mod tests {
     fn the_database_file_synced_after_checkpoints_is_the_stores_own() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sync.db");
-        let store = Store::connect(&StoreSettings {
-            url: DatabaseUrl::Sqlite(path.clone()),
-            pool_size: 1,
-            acquire_timeout: Duration::from_secs(5),
-        })
-        .unwrap();
+        let store = sqlite_store(path.clone());
         assert!(path.exists(), "the pool opened the file");
         store.sync_database_file().unwrap();
         // The file it syncs is the one the store opened: gone, the sync fails.
@@ -888,12 +888,7 @@ mod tests {
     fn a_wal_checkpoint_says_whether_it_copied_anything_new() {
         use diesel::connection::SimpleConnection as _;
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&StoreSettings {
-            url: DatabaseUrl::Sqlite(dir.path().join("paced.db")),
-            pool_size: 1,
-            acquire_timeout: Duration::from_secs(5),
-        })
-        .unwrap();
+        let store = sqlite_store(dir.path().join("paced.db"));
         let mut writer = store.writer_connection().unwrap();
         writer
             .batch_execute("CREATE TABLE rows (n INTEGER PRIMARY KEY)")
@@ -917,12 +912,7 @@ mod tests {
         use diesel::sql_types::Text;
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&StoreSettings {
-            url: DatabaseUrl::Sqlite(dir.path().join("wal.db")),
-            pool_size: 1,
-            acquire_timeout: Duration::from_secs(5),
-        })
-        .unwrap();
+        let store = sqlite_store(dir.path().join("wal.db"));
         let mut conn = store.dedicated_connection().unwrap();
         conn.batch_execute("CREATE TABLE rows (n INTEGER PRIMARY KEY, value TEXT NOT NULL)")
             .unwrap();
