@@ -1284,14 +1284,12 @@ fn start_wal_checkpoints(store: Store, writer: std::sync::Weak<Inner>) {
                         .dedicated_connection()
                         .and_then(|c| store.checkpoint_wal(conn.insert(c), &mut synced)),
                 };
-                pause = match checkpointed {
-                    Ok(copied) => wal_checkpoint_pause(copied),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "WAL checkpoint failed; retried");
-                        conn = None;
-                        WAL_CHECKPOINT_IDLE
-                    }
-                };
+                let copied = checkpointed.unwrap_or_else(|e| {
+                    tracing::debug!(error = %e, "WAL checkpoint failed; retried");
+                    conn = None;
+                    false
+                });
+                pause = wal_checkpoint_pause(copied);
             }
         })
         .expect("the WAL checkpoint thread starts");
