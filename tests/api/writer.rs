@@ -22,6 +22,7 @@ backend_tests!(
     one_batch_sees_its_own_earlier_writes,
     one_batch_answers_a_repeated_idempotency_key_once,
     an_opt_in_refused_in_a_batch_fails_alone,
+    a_batch_whose_rows_cannot_be_stored_fails_as_a_whole_and_stores_nothing,
     a_batch_of_new_numbers_hands_the_projection_what_a_load_reads,
     a_batch_with_any_other_write_hands_no_delta,
     new_numbers_of_several_businesses_in_one_batch_keep_their_own_chains_and_deltas,
@@ -630,6 +631,68 @@ async fn an_opt_in_refused_in_a_batch_fails_alone(app: TestApp) {
     assert_eq!(events.len(), before + 2, "the refused write left no event");
     let report = app.writer.verify_chain(business_id).await.unwrap();
     assert!(report.valid, "{report:?}");
+}
+
+/// The chain head's sequence number of a business, and how many subjects it has.
+fn head_and_subjects(app: &TestApp, business_id: Uuid) -> (i64, i64) {
+    use diesel::prelude::*;
+    #[derive(diesel::QueryableByName)]
+    struct Counts {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        seq: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        subjects: i64,
+    }
+    let mut conn = app.store.conn().unwrap();
+    let counts: Counts = diesel::sql_query(format!(
+        "SELECT (SELECT seq FROM audit_heads WHERE business_id = '{business_id}') AS seq, \
+                (SELECT COUNT(*) FROM subjects WHERE business_id = '{business_id}') AS subjects"
+    ))
+    .get_result(&mut *conn)
+    .unwrap();
+    (counts.seq, counts.subjects)
+}
+
+async fn a_batch_whose_rows_cannot_be_stored_fails_as_a_whole_and_stores_nothing(app: TestApp) {
+    use diesel::prelude::*;
+    let biz = app.create_business("Acme", "whatsapp-eu").await;
+    let business_id: Uuid = biz.id.parse().unwrap();
+    let (head, subjects) = head_and_subjects(&app, business_id);
+    // An event already stored where the batch's second event will go (written
+    // past the writer, as no bug of ours would): the batch's rows, stored at
+    // its end, collide with it.
+    let mut conn = app.store.conn().unwrap();
+    diesel::sql_query(format!(
+        "INSERT INTO audit_events (business_id, seq, id, at, event_type, actor, subject_id, data, prev_hash, hash) \
+         SELECT business_id, seq + 2, id || '-in-the-way', at, event_type, actor, subject_id, data, prev_hash, hash \
+         FROM audit_events WHERE business_id = '{business_id}' AND seq = {head}"
+    ))
+    .execute(&mut *conn)
+    .unwrap();
+    drop(conn);
+    let release = hold_the_writer(&app, business_id).await;
+    let first = queue_planned_opt_in(&app, business_id, 1).await;
+    let second = queue_planned_opt_in(&app, business_id, 2).await;
+    drop(release);
+    for pending in [first, second] {
+        let answer = pending.await.expect("the write was answered");
+        assert!(
+            matches!(answer, Err(StoreError::Unavailable(_))),
+            "a write of a batch that did not commit is answered Unavailable: {answer:?}"
+        );
+    }
+    assert_eq!(
+        head_and_subjects(&app, business_id),
+        (head, subjects),
+        "the head did not move and neither write's subject was stored"
+    );
+    // The next write, alone in its batch, takes the free sequence number.
+    let alone = planned_opt_in(&app.writer, business_id, 3).await.unwrap();
+    assert_eq!(alone.seq, Some(head + 1));
+    assert_eq!(
+        head_and_subjects(&app, business_id),
+        (head + 1, subjects + 1)
+    );
 }
 
 // ---- what a batch hands the projection ------------------------------------------
