@@ -47,9 +47,14 @@ WORK=$(mktemp -d)
 LOGS=$(mktemp -d /dev/shm/write_batches.XXXXXX)
 SERVER=""
 DB=""
+# Drops the run's PostgreSQL database, if it made one.
+drop_database() {
+  [ -z "$DB" ] || psql "$PGBASE" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" > /dev/null 2>&1 || true
+  DB=""
+}
 cleanup() {
   [ -n "$SERVER" ] && kill "$SERVER" 2> /dev/null && wait "$SERVER" 2> /dev/null || true
-  [ -n "$DB" ] && psql "$PGBASE" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" > /dev/null 2>&1 || true
+  drop_database
   rm -rf "$WORK" "$LOGS"
 }
 trap cleanup EXIT
@@ -122,10 +127,7 @@ run_one() { # LABEL BINARY
   sleep 0.3 # the log's writer thread catches up
   kill "$SERVER" 2> /dev/null && wait "$SERVER" 2> /dev/null || true
   SERVER=""
-  if [ -n "$DB" ]; then
-    psql "$PGBASE" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" > /dev/null
-    DB=""
-  fi
+  drop_database
   python3 - "$label" "$dir" "$LOGS/$label.log" << 'EOF'
 import datetime, json, re, sys
 label, d, log = sys.argv[1:]

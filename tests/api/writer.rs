@@ -659,8 +659,8 @@ async fn a_batch_whose_rows_cannot_be_stored_fails_as_a_whole_and_stores_nothing
     let business_id: Uuid = biz.id.parse().unwrap();
     let (head, subjects) = head_and_subjects(&app, business_id);
     // An event already stored where the batch's second event will go (written
-    // past the writer, as no bug of ours would): the batch's rows, stored at
-    // its end, collide with it.
+    // straight into the table, past the writer, which nothing in the service
+    // does): the batch's rows, stored at its end, collide with it.
     let mut conn = app.store.conn().unwrap();
     diesel::sql_query(format!(
         "INSERT INTO audit_events (business_id, seq, id, at, event_type, actor, subject_id, data, prev_hash, hash) \
